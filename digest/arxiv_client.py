@@ -1,0 +1,209 @@
+"""Fetch the newest papers of a keyword from the arXiv query API.
+
+The `arxiv` package builds the request and parses the Atom feed. This module
+adds what it lacks for an unattended daily run: a timeout on every request, a
+check that a 200 response really is an Atom feed (an HTML error page must not read
+as "no papers"), and retries with exponential backoff around the whole keyword.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import arxiv
+import requests
+from lxml import etree
+
+from .config import Keyword, Settings
+from .errors import FetchError
+from .papers import Paper, normalize_whitespace, split_entry_id
+
+logger = logging.getLogger(__name__)
+
+# Attempts per keyword after the first one fails.
+RETRIES = 3
+
+# The API returns at most 2000 entries per request.
+MAX_PAGE_SIZE = 2000
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+OPENSEARCH = "{http://a9.com/-/spec/opensearch/1.1/}"
+
+
+class InvalidFeedError(requests.RequestException):
+    """A response that is not a usable arXiv Atom feed."""
+
+
+class TimeoutSession(requests.Session):
+    """A requests session that applies a timeout to every request it sends."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__()
+        self.timeout_s = timeout_s
+        self.hooks["response"].append(check_feed)
+
+    def request(
+        self, method: str, url: str | bytes, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout_s)
+        return super().request(method, url, *args, **kwargs)
+
+
+def check_feed(response: requests.Response, **_: Any) -> None:
+    """Raise InvalidFeedError unless the response is an arXiv Atom feed with entries.
+
+    The API reports a bad query as a feed whose only entry is titled "Error",
+    sent with HTTP 400; its summary is the useful part of the message. A page
+    without entries although the feed counts more results than its start index
+    is a known transient fault of the API, and is retried like the others.
+    """
+    try:
+        parser = etree.XMLParser(resolve_entities=False, no_network=True)
+        root = etree.fromstring(response.content, parser=parser)
+    except etree.XMLSyntaxError as error:
+        if response.status_code != 200:
+            return  # the arxiv package reports the HTTP status itself
+        raise InvalidFeedError(f"response is not valid XML ({error})") from None
+
+    total_text = root.findtext(f"{OPENSEARCH}totalResults")
+    if root.tag != f"{ATOM}feed" or total_text is None:
+        if response.status_code != 200:
+            return
+        raise InvalidFeedError(
+            f"response is not an arXiv Atom feed (root <{root.tag}>)"
+        )
+
+    entries = root.findall(f"{ATOM}entry")
+    for entry in entries:
+        if "/api/errors" in (entry.findtext(f"{ATOM}id") or ""):
+            summary = entry.findtext(f"{ATOM}summary") or "unknown error"
+            status = response.status_code
+            raise InvalidFeedError(f"arXiv API error: {summary} (HTTP {status})")
+
+    start_text = root.findtext(f"{OPENSEARCH}startIndex") or "0"
+    if not entries and to_int(total_text) > to_int(start_text):
+        raise InvalidFeedError(
+            f"empty page although {total_text.strip()} results exist"
+        )
+
+
+def to_int(text: str) -> int:
+    """Parse an opensearch count, reading anything unparsable as 0."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        return 0
+
+
+class ArxivFetcher:
+    """Fetch keywords one after another, keeping arXiv's delay between requests."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.delay_s = settings.arxiv_delay_s
+        self.url = settings.arxiv_url
+        self.sleep = sleep
+        self.requests_made = 0
+        # One client for the whole run, so its delay also applies across keywords.
+        self.client = arxiv.Client(delay_seconds=self.delay_s, num_retries=0)
+        self.client.query_url_format = self.url + "?{}"
+        session = TimeoutSession(settings.arxiv_timeout_s)
+        session.hooks["response"].insert(0, self._count_request)
+        # NOTE: the arxiv package has no public way to set a timeout or a session, so
+        # its private _session attribute is replaced here (arxiv 2.x to 4.x).
+        self.client._session = session
+
+    def _count_request(self, response: requests.Response, **_: Any) -> None:
+        self.requests_made += 1
+
+    def fetch(self, keyword: Keyword, max_papers: int) -> list[Paper]:
+        """Return up to max_papers newest papers of the keyword, newest first.
+
+        Raises FetchError after RETRIES failed retries.
+        """
+        for attempt in range(RETRIES + 1):
+            try:
+                return self._fetch_once(keyword, max_papers)
+            except (arxiv.ArxivError, requests.RequestException) as error:
+                reason = describe_failure(error)
+            if attempt < RETRIES:
+                backoff_s = self.delay_s * 2**attempt
+                logger.warning(
+                    "keyword %r: %s; retry %d of %d in %.1f s",
+                    keyword.name,
+                    reason,
+                    attempt + 1,
+                    RETRIES,
+                    backoff_s,
+                )
+                self.sleep(backoff_s)
+        attempts = RETRIES + 1
+        raise FetchError(
+            f"keyword {keyword.name!r}: {reason} after {attempts} attempts ({self.url})"
+        )
+
+    def _fetch_once(self, keyword: Keyword, max_papers: int) -> list[Paper]:
+        self.client.page_size = min(max_papers, MAX_PAGE_SIZE)
+        search = arxiv.Search(
+            query=build_query(keyword),
+            max_results=max_papers,
+            sort_by=arxiv.SortCriterion.LastUpdatedDate,
+            sort_order=arxiv.SortOrder.Descending,
+        )
+        papers = []
+        for result in self.client.results(search):
+            try:
+                papers.append(to_paper(result))
+            except ValueError as error:
+                logger.warning("keyword %r: entry skipped: %s", keyword.name, error)
+        if keyword.categories:
+            wanted = set(keyword.categories)
+            papers = [
+                paper for paper in papers if wanted.intersection(paper.categories)
+            ]
+        return papers
+
+
+def build_query(keyword: Keyword) -> str:
+    """Return the keyword's query, narrowed to its categories when it has any."""
+    if not keyword.categories:
+        return keyword.search_query
+    categories = " OR ".join(f"cat:{category}" for category in keyword.categories)
+    return f"({keyword.search_query}) AND ({categories})"
+
+
+def to_paper(result: arxiv.Result) -> Paper:
+    """Convert an arxiv.Result into a Paper with normalised whitespace."""
+    paper_id, version = split_entry_id(result.entry_id)
+    comment = normalize_whitespace(result.comment or "")
+    return Paper(
+        paper_id=paper_id,
+        version=version,
+        title=normalize_whitespace(result.title),
+        authors=tuple(normalize_whitespace(author.name) for author in result.authors),
+        summary=normalize_whitespace(result.summary),
+        comment=comment or None,
+        primary_category=result.primary_category,
+        categories=tuple(result.categories),
+        published_at=result.published,
+        updated_at=result.updated,
+    )
+
+
+def describe_failure(error: Exception) -> str:
+    """Return a short reason for a failed request, without the long query URL."""
+    if isinstance(error, arxiv.HTTPError):
+        return f"HTTP {error.status}"
+    if isinstance(error, arxiv.UnexpectedEmptyPageError):
+        return "empty page in the middle of the results"
+    if isinstance(error, requests.Timeout):
+        return "request timed out"
+    if isinstance(error, requests.ConnectionError):
+        return "connection failed"
+    return str(error)

@@ -1,0 +1,279 @@
+"""The TinyDB store: papers per keyword, the daily digests and their deliveries.
+
+Tables:
+- papers: one document per paper id (without version), the latest version's
+  record plus the names of the keywords that have listed it;
+- keywords: when each keyword was first fetched, so that its first papers form
+  a baseline that is recorded but mailed to nobody;
+- digests: per date, the ids of the papers each keyword found new that day;
+- deliveries: per date and subscriber, the paper ids a mail carried and
+  whether the mail server accepted it.
+
+Only one process may write at a time; the caller holds the data directory's lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from tinydb import TinyDB
+from tinydb.storages import Storage
+from tinydb.table import Document
+
+from .errors import StoreError
+from .papers import Paper
+
+STORE_FILE = "store.json"
+
+
+class AtomicJSONStorage(Storage):
+    """TinyDB storage that keeps the data in memory and replaces the file atomically.
+
+    Each write goes to a temporary file in the same directory, is flushed and
+    fsynced, then renamed over the store, so a crash leaves either the old or the
+    new file and never a truncated one.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, dict[str, Any]] | None = None
+        self.loaded = False
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        if not self.loaded:
+            self.data = self._load()
+            self.loaded = True
+        return self.data
+
+    def _load(self) -> dict[str, dict[str, Any]] | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise StoreError(f"{self.path}: cannot read the store: {error}") from None
+        if not text.strip():
+            return None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise StoreError(
+                f"{self.path}: the store is not valid JSON ({error}); "
+                "restore it from a backup or move it away to start afresh"
+            ) from None
+        if not isinstance(data, dict):
+            raise StoreError(f"{self.path}: the store is not a TinyDB JSON file")
+        return data
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        self.data = data
+        self.loaded = True
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        try:
+            write_atomically(self.path, text)
+        except OSError as error:
+            raise StoreError(f"{self.path}: cannot write the store: {error}") from None
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace the file at path with text so that readers see old or new, never half."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class Store:
+    """Papers, digests and deliveries in one TinyDB file in the data directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = TinyDB(path, storage=AtomicJSONStorage)
+        self.papers = self.db.table("papers")
+        self.keywords = self.db.table("keywords")
+        self.digests = self.db.table("digests")
+        self.deliveries = self.db.table("deliveries")
+        self._paper_doc_ids = {doc["paper_id"]: doc.doc_id for doc in self.papers.all()}
+
+    @classmethod
+    def open(cls, data_dir: Path) -> Store:
+        """Open the store in data_dir, creating the directory when needed."""
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(
+                f"{data_dir}: cannot create the data directory: {error}"
+            ) from None
+        if not os.access(data_dir, os.W_OK | os.X_OK):
+            raise StoreError(f"{data_dir}: the data directory is not writable")
+        return cls(data_dir / STORE_FILE)
+
+    def close(self) -> None:
+        """Release the TinyDB handle; every write is already on disk."""
+        self.db.close()
+
+    # Keywords
+
+    def is_known_keyword(self, name: str) -> bool:
+        """Return whether the keyword has been fetched successfully before."""
+        return any(doc["name"] == name for doc in self.keywords.all())
+
+    def add_keyword(self, name: str, today: date) -> None:
+        """Record that the keyword was fetched for the first time on today."""
+        self.keywords.insert({"name": name, "first_fetched": today.isoformat()})
+
+    # Papers
+
+    def merge_papers(self, keyword: str, papers: Iterable[Paper]) -> list[str]:
+        """Store the keyword's papers and return the ids new to this keyword.
+
+        A paper already stored is updated when the fetched copy has a newer version
+        or update time; it counts as new only if this keyword never listed it.
+        """
+        new_ids: list[str] = []
+        changes: dict[str, dict[str, Any]] = {}
+        inserts: list[dict[str, Any]] = []
+        for paper in papers:
+            doc_id = self._paper_doc_ids.get(paper.paper_id)
+            if doc_id is None:
+                inserts.append({**paper.to_record(), "keywords": [keyword]})
+                new_ids.append(paper.paper_id)
+                continue
+            stored = self.papers.get(doc_id=doc_id)
+            assert isinstance(stored, Document)
+            fields = updated_fields(stored, paper, keyword)
+            if keyword not in stored["keywords"]:
+                new_ids.append(paper.paper_id)
+            if fields:
+                changes[paper.paper_id] = fields
+
+        if changes:
+            # One callable update writes the file once for all changed papers.
+            self.papers.update(
+                lambda doc: doc.update(changes[doc["paper_id"]]),
+                doc_ids=[self._paper_doc_ids[paper_id] for paper_id in changes],
+            )
+        if inserts:
+            doc_ids = self.papers.insert_multiple(inserts)
+            for record, doc_id in zip(inserts, doc_ids, strict=True):
+                self._paper_doc_ids[record["paper_id"]] = doc_id
+        return new_ids
+
+    def papers_of(self, keyword: str, limit: int) -> list[Paper]:
+        """Return the keyword's newest stored papers by update time, newest first."""
+        records = [doc for doc in self.papers.all() if keyword in doc["keywords"]]
+        records.sort(key=lambda r: (r["updated_at"], r["paper_id"]), reverse=True)
+        return [Paper.from_record(record) for record in records[:limit]]
+
+    def get_papers(self, paper_ids: Iterable[str]) -> dict[str, Paper]:
+        """Return the stored papers with the given ids, by id."""
+        found = {}
+        for paper_id in paper_ids:
+            doc_id = self._paper_doc_ids.get(paper_id)
+            if doc_id is not None:
+                record = self.papers.get(doc_id=doc_id)
+                assert isinstance(record, Document)
+                found[paper_id] = Paper.from_record(record)
+        return found
+
+    # Digests
+
+    def archive_digest(
+        self, day: date, new_ids: dict[str, list[str]], papers: dict[str, Paper]
+    ) -> None:
+        """Add the day's new paper ids per keyword to its archived digest.
+
+        The papers are archived as they are now, so that the digest can be
+        rendered again later exactly as it was mailed. A second run on the same
+        date extends the digest of that date.
+        """
+        key = day.isoformat()
+        existing = self.digests.get(lambda doc: doc["date"] == key)
+        merged: dict[str, list[str]] = {}
+        snapshots: dict[str, Any] = {}
+        if isinstance(existing, Document):
+            merged = {name: list(ids) for name, ids in existing["keywords"].items()}
+            snapshots = dict(existing["papers"])
+        for name, ids in new_ids.items():
+            known = set(merged.get(name, []))
+            merged.setdefault(name, []).extend(i for i in ids if i not in known)
+            for paper_id in ids:
+                snapshots.setdefault(paper_id, papers[paper_id].to_record())
+        document = {"date": key, "keywords": merged, "papers": snapshots}
+        self.digests.upsert(document, lambda doc: doc["date"] == key)
+
+    def digest_of(self, day: date) -> tuple[dict[str, list[str]], dict[str, Paper]]:
+        """Return the archived digest of a date: new ids per keyword, and the papers.
+
+        A date without a digest returns two empty dicts.
+        """
+        document = self.digests.get(lambda doc: doc["date"] == day.isoformat())
+        if not isinstance(document, Document):
+            return {}, {}
+        new_ids = {name: list(ids) for name, ids in document["keywords"].items()}
+        papers = {i: Paper.from_record(r) for i, r in document["papers"].items()}
+        return new_ids, papers
+
+    # Deliveries
+
+    def delivered_ids(self, day: date, email: str) -> set[str]:
+        """Return the ids of the papers that accepted mails of day carried to email."""
+        delivered: set[str] = set()
+        for doc in self.deliveries.all():
+            is_match = doc["date"] == day.isoformat() and doc["email"] == email
+            if is_match and doc["status"] == "sent":
+                delivered.update(doc["paper_ids"])
+        return delivered
+
+    def record_delivery(
+        self,
+        day: date,
+        email: str,
+        paper_ids: list[str],
+        error: str | None,
+        now: datetime,
+    ) -> None:
+        """Record one mail of day to email: sent when error is None, else failed."""
+        self.deliveries.insert(
+            {
+                "date": day.isoformat(),
+                "email": email,
+                "paper_ids": paper_ids,
+                "status": "sent" if error is None else "failed",
+                "error": error,
+                "at": now.isoformat(),
+            }
+        )
+
+
+def updated_fields(
+    stored: dict[str, Any], paper: Paper, keyword: str
+) -> dict[str, Any]:
+    """Return the fields of a stored paper to change for a freshly fetched copy."""
+    fields: dict[str, Any] = {}
+    is_newer = (paper.version, paper.updated_at.isoformat()) > (
+        stored["version"],
+        stored["updated_at"],
+    )
+    if is_newer:
+        fields.update(paper.to_record())
+    if keyword not in stored["keywords"]:
+        fields["keywords"] = [*stored["keywords"], keyword]
+    return fields

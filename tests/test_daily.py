@@ -1,0 +1,447 @@
+"""End-to-end runs of `digest once` as a real process against local servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+import yaml
+from arxiv_server import ArxivServer, RecordedPaper
+from conftest import SmtpServer
+from reference import REFERENCE_README, default_query
+
+VAD = "Video Anomaly Detection"
+VU = "Video Understanding"
+VLM = "Vision Language Model"
+MLLM = "Multimodal Large Language Model"
+
+
+def write_config(path: Path, keywords: list[str], subscribers: list[dict]) -> Path:
+    """Write a subscribers file with the given keywords and subscribers."""
+    config = {
+        "keywords": keywords,
+        "max_papers": 100,
+        "sender": "Daily Papers <papers@example.org>",
+        "subscribers": subscribers,
+    }
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def run_digest(
+    tmp_path: Path,
+    arxiv: ArxivServer,
+    *arguments: str,
+    smtp: SmtpServer | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m digest` with settings pointing at the local servers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env.update(
+        DIGEST_CONFIG=str(tmp_path / "subscribers.yaml"),
+        DIGEST_DATA_DIR=str(tmp_path / "data"),
+        DIGEST_ARXIV_URL=arxiv.url,
+        DIGEST_ARXIV_DELAY="0",
+        DIGEST_ARXIV_TIMEOUT="5",
+    )
+    if smtp is not None:
+        env.update(
+            DIGEST_SMTP_HOST=smtp.host,
+            DIGEST_SMTP_PORT=str(smtp.port),
+            DIGEST_SMTP_SECURITY="none",
+        )
+    return subprocess.run(
+        [sys.executable, "-m", "digest", *arguments],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def serve(arxiv: ArxivServer, answers: dict[str, list[RecordedPaper]]) -> None:
+    """Make the server answer each keyword's default query with its papers."""
+    arxiv.set_papers({default_query(k): papers for k, papers in answers.items()})
+
+
+def paper_ids_in(message: EmailMessage) -> list[str]:
+    """Return the versioned arXiv ids linked from a mail's plain-text part."""
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    return [
+        line.removeprefix("Abstract: https://arxiv.org/abs/")
+        for line in text.splitlines()
+        if line.startswith("Abstract: ")
+    ]
+
+
+def mails_by_recipient(smtp: SmtpServer) -> dict[str, list[EmailMessage]]:
+    """Group the received messages by envelope recipient."""
+    grouped: dict[str, list[EmailMessage]] = {}
+    for received in smtp.messages:
+        for recipient in received.rcpt_tos:
+            grouped.setdefault(recipient, []).append(received.message)
+    return grouped
+
+
+def new_paper(
+    paper_id: str, title: str, like: RecordedPaper, hours: int
+) -> RecordedPaper:
+    """Return a paper that did not exist before, updated hours after `like`."""
+    moment = like.updated + timedelta(hours=hours)
+    return replace(
+        like,
+        paper_id=paper_id,
+        version=1,
+        title=title,
+        published=moment,
+        updated=moment,
+    )
+
+
+def test_reference_readme_is_reproduced(tmp_path, arxiv_server, reference_papers):
+    write_config(tmp_path / "subscribers.yaml", list(reference_papers), [])
+    serve(arxiv_server, reference_papers)
+
+    result = run_digest(
+        tmp_path,
+        arxiv_server,
+        "once",
+        "--date",
+        "2026-01-09",
+        "--readme",
+        str(tmp_path / "site" / "README.md"),
+    )
+
+    assert result.returncode == 0, result.stderr
+    written = (tmp_path / "site" / "README.md").read_text(encoding="utf-8")
+    assert written == REFERENCE_README.read_text(encoding="utf-8")
+    assert len(arxiv_server.requests) == len(reference_papers)
+
+
+def test_readme_defaults_to_data_dir(tmp_path, arxiv_server, reference_papers):
+    write_config(tmp_path / "subscribers.yaml", [VAD], [])
+    serve(arxiv_server, reference_papers)
+
+    result = run_digest(tmp_path, arxiv_server, "once", "--date", "2026-01-09")
+
+    assert result.returncode == 0, result.stderr
+    readme = (tmp_path / "data" / "README.md").read_text(encoding="utf-8")
+    assert readme.count("| **[") == len(reference_papers[VAD])
+    assert "## Video Understanding" not in readme
+
+
+def test_query_is_sent_as_arxiv_expects(tmp_path, arxiv_server, reference_papers):
+    write_config(tmp_path / "subscribers.yaml", [VAD], [])
+    serve(arxiv_server, reference_papers)
+
+    result = run_digest(tmp_path, arxiv_server, "once", "--date", "2026-01-09")
+
+    assert result.returncode == 0, result.stderr
+    [request] = arxiv_server.requests
+    assert request["search_query"] == f'ti:"{VAD}" OR abs:"{VAD}"'
+    assert request["sortBy"] == "lastUpdatedDate"
+    assert request["sortOrder"] == "descending"
+    assert request["max_results"] == "100"
+    assert request["start"] == "0"
+
+
+def test_first_run_mails_nobody(tmp_path, arxiv_server, smtp_server, reference_papers):
+    subscribers = [{"email": "alice@example.org"}]
+    write_config(tmp_path / "subscribers.yaml", [VAD, VU], subscribers)
+    serve(arxiv_server, reference_papers)
+
+    result = run_digest(
+        tmp_path, arxiv_server, "once", "--date", "2026-01-08", smtp=smtp_server
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert smtp_server.messages == []
+    assert "fetched for the first time: 20 papers recorded, mailed to nobody" in (
+        result.stderr
+    )
+    assert "0 new papers, 0 mails sent, 0 failures" in result.stdout
+
+
+def two_day_setup(tmp_path, arxiv_server, smtp_server, reference_papers):
+    """Baseline day one, then serve day two's answers; return the new papers."""
+    subscribers = [
+        {"email": "alice@example.org", "name": "Alice", "keywords": [VAD, VU]},
+        {"email": "bob@example.org", "format": "text"},
+        {"email": "zoe@example.org", "name": "Zoë Ångström", "keywords": [VLM]},
+    ]
+    write_config(tmp_path / "subscribers.yaml", [VAD, VU, VLM, MLLM], subscribers)
+    serve(arxiv_server, reference_papers)
+    day_one = run_digest(
+        tmp_path, arxiv_server, "once", "--date", "2026-01-08", smtp=smtp_server
+    )
+    assert day_one.returncode == 0, day_one.stderr
+    assert smtp_server.messages == []
+
+    newest = reference_papers[VAD][0]
+    only_vad = new_paper("2601.09001", "A new anomaly detector", newest, 30)
+    vu_and_vlm = new_paper("2601.09002", "Video VLMs {{ at scale }}", newest, 29)
+    revised = replace(
+        reference_papers[VAD][1],
+        version=reference_papers[VAD][1].version + 1,
+        summary="A revised abstract.",
+        updated=newest.updated + timedelta(hours=28),
+    )
+    # Known under Video Understanding, listed under the MLLM keyword for the first time.
+    moved = reference_papers[VU][-1]
+    answers = {
+        VAD: [
+            only_vad,
+            revised,
+            *reference_papers[VAD][:1],
+            *reference_papers[VAD][2:],
+        ],
+        VU: [vu_and_vlm, *reference_papers[VU]],
+        VLM: [vu_and_vlm, *reference_papers[VLM]],
+        MLLM: [*reference_papers[MLLM], moved],
+    }
+    serve(arxiv_server, answers)
+    return {
+        "only_vad": only_vad,
+        "vu_and_vlm": vu_and_vlm,
+        "revised": revised,
+        "moved": moved,
+    }
+
+
+def test_second_day_mails_new_papers(
+    tmp_path, arxiv_server, smtp_server, reference_papers
+):
+    papers = two_day_setup(tmp_path, arxiv_server, smtp_server, reference_papers)
+
+    result = run_digest(
+        tmp_path, arxiv_server, "once", "--date", "2026-01-09", smtp=smtp_server
+    )
+
+    assert result.returncode == 0, result.stderr
+    mails = mails_by_recipient(smtp_server)
+    assert sorted(mails) == ["alice@example.org", "bob@example.org", "zoe@example.org"]
+    only_vad = papers["only_vad"].versioned_id
+    both = papers["vu_and_vlm"].versioned_id
+    moved = papers["moved"].versioned_id
+    assert [paper_ids_in(m) for m in mails["alice@example.org"]] == [[only_vad, both]]
+    assert [paper_ids_in(m) for m in mails["bob@example.org"]] == [
+        [only_vad, both, moved]
+    ]
+    assert [paper_ids_in(m) for m in mails["zoe@example.org"]] == [[both]]
+    assert "3 new papers, 3 mails sent, 0 failures" in result.stdout
+    assert len({received.peer for received in smtp_server.messages}) == 1
+
+
+def test_revised_paper_updates_readme_only(
+    tmp_path, arxiv_server, smtp_server, reference_papers
+):
+    papers = two_day_setup(tmp_path, arxiv_server, smtp_server, reference_papers)
+
+    result = run_digest(
+        tmp_path, arxiv_server, "once", "--date", "2026-01-09", smtp=smtp_server
+    )
+
+    assert result.returncode == 0, result.stderr
+    revised = papers["revised"]
+    readme = (tmp_path / "data" / "README.md").read_text(encoding="utf-8")
+    assert f"({revised.abs_url})" in readme
+    assert f"{revised.paper_id}v{revised.version - 1})" not in readme
+    assert "A revised abstract." in readme
+    assert readme.count(f"abs/{revised.paper_id}v") == 1
+    sent = b"".join(received.data for received in smtp_server.messages)
+    assert revised.paper_id.encode() not in sent
+
+
+def test_rerun_same_date_mails_nobody_twice(
+    tmp_path, arxiv_server, smtp_server, reference_papers
+):
+    papers = two_day_setup(tmp_path, arxiv_server, smtp_server, reference_papers)
+    first = run_digest(
+        tmp_path, arxiv_server, "once", "--date", "2026-01-09", smtp=smtp_server
+    )
+    assert first.returncode == 0, first.stderr
+    received_first = len(smtp_server.messages)
+
+    second = run_digest(
+        tmp_path, arxiv_server, "once", "--date", "2026-01-09", smtp=smtp_server
+    )
+
+    assert second.returncode == 0, second.stderr
+    assert len(smtp_server.messages) == received_first
+    assert "0 new papers, 0 mails sent" in second.stdout
+
+    later = new_paper("2601.09003", "Found by the third run", papers["only_vad"], 1)
+    arxiv_server.add(default_query(VAD), [later, *reference_papers[VAD]])
+    third = run_digest(
+        tmp_path, arxiv_server, "once", "--date", "2026-01-09", smtp=smtp_server
+    )
+
+    assert third.returncode == 0, third.stderr
+    new_mails = mails_by_recipient(smtp_server)
+    assert [paper_ids_in(m) for m in new_mails["alice@example.org"]][1:] == [
+        [later.versioned_id]
+    ]
+    assert [paper_ids_in(m) for m in new_mails["bob@example.org"]][1:] == [
+        [later.versioned_id]
+    ]
+    assert len(new_mails["zoe@example.org"]) == 1
+
+
+def test_mail_headers_and_parts(tmp_path, arxiv_server, smtp_server, reference_papers):
+    two_day_setup(tmp_path, arxiv_server, smtp_server, reference_papers)
+
+    result = run_digest(
+        tmp_path, arxiv_server, "once", "--date", "2026-01-09", smtp=smtp_server
+    )
+
+    assert result.returncode == 0, result.stderr
+    by_recipient = {r.rcpt_tos[0]: r for r in smtp_server.messages}
+    zoe = by_recipient["zoe@example.org"]
+    assert zoe.mail_from == "papers@example.org"
+    assert zoe.message["Subject"] == "Daily Papers 2026-01-09: 1 new paper"
+    assert str(zoe.message["To"]) == "Zoë Ångström <zoe@example.org>"
+    raw_to = next(line for line in zoe.data.splitlines() if line.startswith(b"To:"))
+    assert raw_to.isascii()
+    assert b"=?utf-8?" in raw_to.lower()
+    assert zoe.message["Date"] is not None
+    assert zoe.message["Message-ID"].endswith("@example.org>")
+    assert (
+        zoe.message["List-Unsubscribe"]
+        == "<mailto:papers@example.org?subject=unsubscribe>"
+    )
+    assert zoe.message.get_content_type() == "multipart/alternative"
+    html = zoe.message.get_body(preferencelist=("html",)).get_content()
+    assert "Video VLMs {{ at scale }}" in html
+    assert "<style" not in html
+    assert 'style="' in html
+    bob = by_recipient["bob@example.org"]
+    assert bob.message["Subject"] == "Daily Papers 2026-01-09: 3 new papers"
+    assert bob.message.get_content_type() == "text/plain"
+
+
+def test_digest_files_are_archived(
+    tmp_path, arxiv_server, smtp_server, reference_papers
+):
+    papers = two_day_setup(tmp_path, arxiv_server, smtp_server, reference_papers)
+
+    result = run_digest(
+        tmp_path, arxiv_server, "once", "--date", "2026-01-09", smtp=smtp_server
+    )
+
+    assert result.returncode == 0, result.stderr
+    markdown = (tmp_path / "data" / "digests" / "2026-01-09.md").read_text("utf-8")
+    html = (tmp_path / "data" / "digests" / "2026-01-09.html").read_text("utf-8")
+    for paper in (papers["only_vad"], papers["vu_and_vlm"], papers["moved"]):
+        assert paper.abs_url in markdown
+        assert paper.abs_url in html
+    assert papers["revised"].paper_id not in markdown
+
+
+def test_outbox_without_smtp_host(
+    tmp_path, arxiv_server, smtp_server, reference_papers
+):
+    two_day_setup(tmp_path, arxiv_server, smtp_server, reference_papers)
+
+    result = run_digest(tmp_path, arxiv_server, "once", "--date", "2026-01-09")
+
+    assert result.returncode == 0, result.stderr
+    outbox = tmp_path / "data" / "outbox" / "2026-01-09"
+    names = sorted(path.name for path in outbox.iterdir())
+    assert names == [
+        "alice@example.org.eml",
+        "bob@example.org.eml",
+        "zoe@example.org.eml",
+    ]
+    assert (
+        b"Subject: Daily Papers 2026-01-09: 2 new papers"
+        in (outbox / "alice@example.org.eml").read_bytes()
+    )
+
+
+def test_failed_keyword_does_not_stop_others(tmp_path, arxiv_server, reference_papers):
+    write_config(tmp_path / "subscribers.yaml", [VAD, VU], [])
+    serve(arxiv_server, reference_papers)
+    arxiv_server.fail_next(503, count=4)
+
+    result = run_digest(tmp_path, arxiv_server, "once", "--date", "2026-01-09")
+
+    assert result.returncode == 1
+    assert (
+        "keyword 'Video Anomaly Detection': HTTP 503 after 4 attempts" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    readme = (tmp_path / "data" / "README.md").read_text(encoding="utf-8")
+    assert readme.count("| **[") == len(reference_papers[VU])
+    assert "1 keywords fetched" in result.stdout
+
+
+def test_rejected_recipient_is_recorded(
+    tmp_path, arxiv_server, smtp_server, reference_papers
+):
+    two_day_setup(tmp_path, arxiv_server, smtp_server, reference_papers)
+    smtp_server.reject("alice@example.org", "550 5.1.1 mailbox unavailable")
+
+    result = run_digest(
+        tmp_path, arxiv_server, "once", "--date", "2026-01-09", smtp=smtp_server
+    )
+
+    assert result.returncode == 1
+    assert "mail to alice@example.org rejected: 550 5.1.1 mailbox unavailable" in (
+        result.stderr
+    )
+    assert sorted(mails_by_recipient(smtp_server)) == [
+        "bob@example.org",
+        "zoe@example.org",
+    ]
+    store = json.loads((tmp_path / "data" / "store.json").read_text("utf-8"))
+    statuses = {d["email"]: d["status"] for d in store["deliveries"].values()}
+    assert statuses == {
+        "alice@example.org": "failed",
+        "bob@example.org": "sent",
+        "zoe@example.org": "sent",
+    }
+
+
+def test_unreachable_smtp_marks_nothing(
+    tmp_path, arxiv_server, smtp_server, reference_papers
+):
+    two_day_setup(tmp_path, arxiv_server, smtp_server, reference_papers)
+    closed = SmtpServer(host="127.0.0.1", port=9, handler=smtp_server.handler)
+
+    result = run_digest(
+        tmp_path, arxiv_server, "once", "--date", "2026-01-09", smtp=closed
+    )
+
+    assert result.returncode == 1
+    assert "mail server 127.0.0.1:9: cannot connect" in result.stderr
+    assert "Traceback" not in result.stderr
+    store = json.loads((tmp_path / "data" / "store.json").read_text("utf-8"))
+    assert store.get("deliveries", {}) == {}
+
+    retry = run_digest(
+        tmp_path, arxiv_server, "once", "--date", "2026-01-09", smtp=smtp_server
+    )
+    assert retry.returncode == 0, retry.stderr
+    assert len(smtp_server.messages) == 3
+
+
+@pytest.mark.parametrize(
+    "keyword",
+    ['C++ "fast" & (robust) #1 über', "a+b=c", "Ünïcödé 学习"],
+)
+def test_keyword_reaches_api_intact(tmp_path, arxiv_server, keyword):
+    write_config(tmp_path / "subscribers.yaml", [keyword], [])
+
+    result = run_digest(tmp_path, arxiv_server, "once", "--date", "2026-01-09")
+
+    assert result.returncode == 0, result.stderr
+    [request] = arxiv_server.requests
+    phrase = " ".join(keyword.replace('"', " ").split())
+    assert request["search_query"] == f'ti:"{phrase}" OR abs:"{phrase}"'
+    assert f"## {keyword}\n" in (tmp_path / "data" / "README.md").read_text("utf-8")

@@ -1,0 +1,165 @@
+"""The TinyDB store: what counts as new, revisions, archives and crash safety."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from factories import make_paper
+
+from digest.errors import StoreError
+from digest.store import STORE_FILE, Store
+
+DAY = date(2026, 1, 9)
+NOW = datetime(2026, 1, 9, 6, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = Store.open(tmp_path)
+    yield opened
+    opened.close()
+
+
+def reopen(store: Store) -> Store:
+    store.close()
+    return Store.open(store.path.parent)
+
+
+def test_unknown_paper_is_new(store):
+    new_ids = store.merge_papers(
+        "K", [make_paper("2601.00001"), make_paper("2601.00002")]
+    )
+
+    assert new_ids == ["2601.00001", "2601.00002"]
+
+
+def test_revised_paper_is_not_new(store):
+    store.merge_papers("K", [make_paper("2601.00001", version=1)])
+    later = NOW + timedelta(days=3)
+    revised = make_paper("2601.00001", version=5, summary="Revised.", updated_at=later)
+
+    new_ids = store.merge_papers("K", [revised])
+
+    assert new_ids == []
+    [paper] = store.papers_of("K", limit=10)
+    assert paper.version == 5
+    assert paper.summary == "Revised."
+    assert paper.updated_at == later
+
+
+def test_older_answer_does_not_downgrade(store):
+    store.merge_papers("K", [make_paper("2601.00001", version=3, title="v3")])
+
+    store.merge_papers("K", [make_paper("2601.00001", version=2, title="v2")])
+
+    [paper] = store.papers_of("K", limit=10)
+    assert paper.version == 3
+    assert paper.title == "v3"
+
+
+def test_known_paper_is_new_for_another_keyword(store):
+    store.merge_papers("A", [make_paper("2601.00001")])
+
+    assert store.merge_papers("B", [make_paper("2601.00001")]) == ["2601.00001"]
+    assert store.merge_papers("A", [make_paper("2601.00001")]) == []
+    assert [p.paper_id for p in store.papers_of("B", limit=10)] == ["2601.00001"]
+
+
+def test_papers_of_keyword_newest_first_and_limited(store):
+    papers = [
+        make_paper(f"2601.0000{i}", updated_at=NOW + timedelta(hours=i))
+        for i in range(1, 6)
+    ]
+    store.merge_papers("K", papers)
+
+    newest = store.papers_of("K", limit=3)
+
+    assert [p.paper_id for p in newest] == ["2601.00005", "2601.00004", "2601.00003"]
+
+
+def test_everything_survives_reopening(store):
+    paper = make_paper("2601.00001", title="Ünïcödé 🚀 | <b>")
+    store.merge_papers("K", [paper])
+    store.add_keyword("K", DAY)
+    store.archive_digest(DAY, {"K": ["2601.00001"]}, {"2601.00001": paper})
+    store.record_delivery(DAY, "a@example.org", ["2601.00001"], None, NOW)
+
+    reopened = reopen(store)
+
+    assert reopened.is_known_keyword("K")
+    assert reopened.papers_of("K", limit=10) == [paper]
+    assert reopened.digest_of(DAY) == ({"K": ["2601.00001"]}, {"2601.00001": paper})
+    assert reopened.delivered_ids(DAY, "a@example.org") == {"2601.00001"}
+    reopened.close()
+
+
+def test_archived_digest_keeps_paper_as_it_was(store):
+    first = make_paper("2601.00001", version=1, summary="First version.")
+    store.merge_papers("K", [first])
+    store.archive_digest(DAY, {"K": ["2601.00001"]}, {"2601.00001": first})
+
+    store.merge_papers("K", [make_paper("2601.00001", version=2, summary="Second.")])
+
+    _, papers = store.digest_of(DAY)
+    assert papers["2601.00001"].summary == "First version."
+
+
+def test_second_archive_of_same_date_extends_it(store):
+    papers = {i: make_paper(i) for i in ("2601.00001", "2601.00002", "2601.00003")}
+    store.archive_digest(DAY, {"A": ["2601.00001"]}, papers)
+
+    store.archive_digest(
+        DAY, {"A": ["2601.00002", "2601.00001"], "B": ["2601.00003"]}, papers
+    )
+
+    new_ids, archived = store.digest_of(DAY)
+    assert new_ids == {"A": ["2601.00001", "2601.00002"], "B": ["2601.00003"]}
+    assert sorted(archived) == ["2601.00001", "2601.00002", "2601.00003"]
+
+
+def test_failed_delivery_is_not_delivered(store):
+    store.record_delivery(DAY, "a@example.org", ["2601.00001"], "rejected: 550", NOW)
+    store.record_delivery(DAY, "a@example.org", ["2601.00002"], None, NOW)
+    store.record_delivery(date(2026, 1, 8), "a@example.org", ["2601.00003"], None, NOW)
+
+    assert store.delivered_ids(DAY, "a@example.org") == {"2601.00002"}
+    assert store.delivered_ids(DAY, "b@example.org") == set()
+
+
+def test_store_file_is_replaced_whole(store):
+    store.merge_papers("K", [make_paper("2601.00001")])
+
+    files = sorted(p.name for p in store.path.parent.iterdir())
+
+    assert files == [STORE_FILE]
+    assert json.loads(store.path.read_text("utf-8"))["papers"]
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"papers": '])
+def test_corrupt_store_is_one_clear_error(tmp_path, content):
+    (tmp_path / STORE_FILE).write_text(content, encoding="utf-8")
+
+    with pytest.raises(StoreError) as caught:
+        Store.open(tmp_path)
+
+    assert str(tmp_path / STORE_FILE) in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_empty_store_file_starts_afresh(tmp_path):
+    (tmp_path / STORE_FILE).write_text("", encoding="utf-8")
+
+    store = Store.open(tmp_path)
+
+    assert store.papers_of("K", limit=10) == []
+    store.close()
+
+
+def test_unwritable_data_dir_is_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory", encoding="utf-8")
+
+    with pytest.raises(StoreError, match="cannot create the data directory"):
+        Store.open(blocker / "data")
