@@ -45,11 +45,9 @@ class TimeoutSession(requests.Session):
         self.timeout_s = timeout_s
         self.hooks["response"].append(check_feed)
 
-    def request(
-        self, method: str, url: str | bytes, *args: Any, **kwargs: Any
-    ) -> requests.Response:
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout_s)
-        return super().request(method, url, *args, **kwargs)
+        return super().request(*args, **kwargs)
 
 
 def check_feed(response: requests.Response, **_: Any) -> None:
