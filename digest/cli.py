@@ -7,16 +7,24 @@ traceback is shown only with --debug.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
-from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 
 from . import __version__
-from .config import load_config, load_settings
-from .daily import run_daily
+from .config import DigestConfig, Settings, load_config, load_settings
+from .daemon import Daemon
+from .daily import RunOptions, rebuild_readme, run_daily, utc_now
 from .errors import ConfigError, DigestError
+from .history import build_history
+from .mailer import check_server
+from .preview import render_preview
+from .resend import resend_digest
+from .schedule import digest_date
+from .store import Store
 
 logger = logging.getLogger("digest")
 
@@ -32,6 +40,23 @@ def parse_date(value: str) -> date:
         raise argparse.ArgumentTypeError(
             f"invalid date {value!r}, expected YYYY-MM-DD"
         ) from None
+
+
+def add_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+    example: str,
+) -> argparse.ArgumentParser:
+    """Add a subcommand whose help ends with a usage example."""
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=f"example: {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,20 +77,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show tracebacks of errors"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_once(commands)
+    add_run(commands)
+    add_resend(commands)
+    add_preview(commands)
+    add_check(commands)
+    add_history(commands)
+    add_readme(commands)
+    return parser
 
-    once = commands.add_parser(
+
+def add_once(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    once = add_command(
+        commands,
         "once",
-        help="fetch, update the README and deliver today's digests, then exit",
-        description="Fetch every keyword from arXiv, store the new papers, rewrite "
-        "the README and deliver the digests. Without DIGEST_SMTP_HOST the mails are "
-        "written to <data dir>/outbox/<date>/ as .eml files.",
-        epilog="example: digest once --date 2026-01-09 --readme site/README.md",
+        "fetch, update the README and deliver the day's digests, then exit",
+        "Fetch every keyword from arXiv, store the new papers, rewrite the README\n"
+        "and deliver the digests. Without DIGEST_SMTP_HOST the mails are written\n"
+        "to <data dir>/outbox/<date>/ as .eml files.",
+        "digest once --date 2026-01-09 --readme site/README.md",
     )
     once.add_argument(
         "--date",
         type=parse_date,
         metavar="YYYY-MM-DD",
-        help="digest date (default: today in UTC)",
+        help="digest date (default: today in the configured timezone)",
     )
     once.add_argument(
         "--readme",
@@ -73,7 +109,113 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="where to write the README (default: <data dir>/README.md)",
     )
-    return parser
+
+
+def add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = add_command(
+        commands,
+        "run",
+        "run as a daemon on the configured schedule",
+        "Run the daily job on 'schedule' (a crontab line, default '0 6 * * *') in\n"
+        "'timezone' (default UTC) from the configuration, which is read again\n"
+        "before each run. A scheduled run missed while the daemon was down is\n"
+        "caught up at start-up. SIGTERM or SIGINT stops it cleanly.",
+        "digest run --now",
+    )
+    run.add_argument(
+        "--now", action="store_true", help="also run once for today at start-up"
+    )
+
+
+def add_resend(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    resend = add_command(
+        commands,
+        "resend",
+        "send an archived digest again",
+        "Send the digest of a past date again, rebuilt from the store exactly as\n"
+        "it was that day, to everyone who was due it. arXiv is not asked.",
+        "digest resend --date 2026-01-09 --to alice@example.org",
+    )
+    resend.add_argument(
+        "--date",
+        type=parse_date,
+        required=True,
+        metavar="YYYY-MM-DD",
+        help="date of the digest to send",
+    )
+    resend.add_argument(
+        "--to",
+        action="append",
+        default=[],
+        metavar="EMAIL",
+        help="send only to this subscriber (repeatable)",
+    )
+    resend.add_argument(
+        "--failed",
+        action="store_true",
+        help="send only what failed, to those whose delivery failed",
+    )
+
+
+def add_preview(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    preview = add_command(
+        commands,
+        "preview",
+        "render an archived digest without sending it",
+        "Render the digest of a date (the latest by default), whole or as one\n"
+        "subscriber gets it, to a file or to standard output.",
+        "digest preview --to alice@example.org --output /tmp/digest.html",
+    )
+    preview.add_argument("--to", metavar="EMAIL", help="the digest of this subscriber")
+    preview.add_argument("--date", type=parse_date, metavar="YYYY-MM-DD")
+    preview.add_argument("--format", choices=["html", "text"], default="html")
+    preview.add_argument(
+        "--output", type=Path, metavar="FILE", help="write here instead of stdout"
+    )
+
+
+def add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = add_command(
+        commands,
+        "check",
+        "validate the configuration and the environment",
+        "Validate the configuration file and the DIGEST_* settings, and list the\n"
+        "keywords and subscribers. Nothing is fetched or sent.",
+        "digest check --smtp",
+    )
+    check.add_argument(
+        "--smtp",
+        action="store_true",
+        help="also connect and log in to the mail server, without sending",
+    )
+
+
+def add_history(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    add_command(
+        commands,
+        "history",
+        "list past digests and their deliveries",
+        "List each archived date, newest first, with its new papers and how many\n"
+        "subscribers were sent it, failed, or are still pending.",
+        "digest history",
+    )
+
+
+def add_readme(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    readme = add_command(
+        commands,
+        "readme",
+        "rewrite the README from the store",
+        "Write the Daily Papers README from the stored papers alone, dated with\n"
+        "the latest digest. arXiv is not asked.",
+        "digest readme --output site/README.md",
+    )
+    readme.add_argument(
+        "--output",
+        type=Path,
+        metavar="PATH",
+        help="where to write it (default: <data dir>/README.md)",
+    )
 
 
 def configure_logging(arguments: argparse.Namespace) -> None:
@@ -87,23 +229,138 @@ def configure_logging(arguments: argparse.Namespace) -> None:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if not arguments.verbose:
-        # The arxiv package logs every page and sleep at INFO.
+        # The arxiv package logs every page and sleep, APScheduler every job, at INFO.
         logging.getLogger("arxiv").setLevel(logging.WARNING)
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def load() -> tuple[Settings, DigestConfig]:
+    """Read the settings, then the configuration file they name."""
+    settings = load_settings()
+    return settings, load_config(settings.config_path)
+
+
+def show_progress(number: int, total: int, keyword: str) -> None:
+    """Show which keyword is being fetched, on one terminal line."""
+    sys.stderr.write(f"\r\x1b[Kfetching {number}/{total}: {keyword}")
+    if number == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
 
 
 def command_once(arguments: argparse.Namespace) -> int:
     """Run the daily job once and print its summary line."""
-    settings = load_settings()
-    config = load_config(settings.config_path)
-    day = arguments.date or datetime.now(UTC).date()
-    report = run_daily(config, settings, day, readme_path=arguments.readme)
+    settings, config = load()
+    day = arguments.date or digest_date(utc_now(), config.zone)
+    progress = show_progress if sys.stderr.isatty() else None
+    options = RunOptions(readme_path=arguments.readme, progress=progress)
+    report = run_daily(config, settings, day, options)
     for failure in report.failures:
         print(f"failed: {failure}", file=sys.stderr)
     print(report.summary())
     return report.exit_status
 
 
-COMMANDS = {"once": command_once}
+def command_run(arguments: argparse.Namespace) -> int:
+    """Run the daemon until SIGTERM or SIGINT."""
+    daemon = Daemon(load_settings(), run_now=arguments.now)
+
+    async def serve() -> None:
+        daemon.install_signal_handlers()
+        await daemon.serve()
+
+    asyncio.run(serve())
+    return 0
+
+
+def command_resend(arguments: argparse.Namespace) -> int:
+    """Send an archived digest again and report the count."""
+    settings, config = load()
+    report = resend_digest(
+        config, settings, arguments.date, arguments.to, arguments.failed, utc_now
+    )
+    for failure in report.failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    print(
+        f"{arguments.date.isoformat()}: {report.sent} mails resent, "
+        f"{len(report.failures)} failures"
+    )
+    return 1 if report.failures else 0
+
+
+def command_preview(arguments: argparse.Namespace) -> int:
+    """Write a rendered digest to a file or stdout."""
+    settings, config = load()
+    output = render_preview(
+        config, settings, arguments.date, arguments.to, arguments.format
+    )
+    if arguments.output is None:
+        sys.stdout.write(output)
+    else:
+        arguments.output.write_text(output, encoding="utf-8")
+        print(f"preview written to {arguments.output}")
+    return 0
+
+
+def command_check(arguments: argparse.Namespace) -> int:
+    """Validate everything and list what the daemon would do."""
+    settings, config = load()
+    next_run = config.trigger().get_next_fire_time(None, utc_now())
+    print(f"configuration {settings.config_path}: valid")
+    print(f"schedule: {config.schedule} in {config.timezone}, next run {next_run}")
+    print(f"data directory: {settings.data_dir}")
+    print(f"keywords ({len(config.keywords)}):")
+    for keyword in config.keywords:
+        print(f"  {keyword.name}: {keyword.search_query}")
+    print(f"subscribers ({len(config.subscribers)}):")
+    for subscriber in config.subscribers:
+        names = ", ".join(k.name for k in config.keywords_of(subscriber))
+        print(f"  {subscriber.email} ({subscriber.format}): {names}")
+    if settings.smtp_host is None:
+        print("mail: no DIGEST_SMTP_HOST, digests go to the outbox directory")
+    elif arguments.smtp:
+        print(f"{asyncio.run(check_server(settings))}: connected and logged in")
+    else:
+        print(f"mail server: {settings.smtp_host}:{settings.smtp_port} (not contacted)")
+    return 0
+
+
+def command_history(arguments: argparse.Namespace) -> int:
+    """Print one line per archived date."""
+    settings, config = load()
+    store = Store.open(settings.data_dir)
+    try:
+        days = build_history(config, store)
+    finally:
+        store.close()
+    if not days:
+        print("no digest archived yet")
+    for day in days:
+        print(
+            f"{day.day.isoformat()}: {day.new_papers} new papers, "
+            f"{day.count('sent')} sent, {day.count('failed')} failed, "
+            f"{day.count('pending')} pending"
+        )
+    return 0
+
+
+def command_readme(arguments: argparse.Namespace) -> int:
+    """Rewrite the README from the store."""
+    settings, config = load()
+    path = rebuild_readme(config, settings, arguments.output)
+    print(f"README written to {path}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "once": command_once,
+    "run": command_run,
+    "resend": command_resend,
+    "preview": command_preview,
+    "check": command_check,
+    "history": command_history,
+    "readme": command_readme,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import re
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from email_validator import EmailNotValidError, validate_email
@@ -26,6 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
+from .schedule import CrontabTrigger
 
 # arXiv returns at most 2000 entries per request, and more papers per keyword would
 # only make the README longer than anyone reads.
@@ -141,6 +143,36 @@ class DigestConfig(BaseModel):
     max_papers: int = Field(default=100, ge=1, le=MAX_PAPERS_LIMIT, strict=True)
     sender: str
     subscribers: tuple[Subscriber, ...] = ()
+    # When the daemon runs, as a crontab(5) line in the timezone below.
+    schedule: str = "0 6 * * *"
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown timezone {value!r}; use an IANA name such as Europe/Berlin"
+            ) from None
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        check_single_line(value, "schedule")
+        CrontabTrigger(value, ZoneInfo("UTC"))
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """Return the timezone of the schedule and of digest dates."""
+        return ZoneInfo(self.timezone)
+
+    def trigger(self) -> CrontabTrigger:
+        """Return the APScheduler trigger of the schedule."""
+        return CrontabTrigger(self.schedule, self.zone)
 
     @field_validator("keywords", mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 DigestError
  ├── ConfigError      invalid configuration, environment or usage (exit status 2)
+ │    └── UsageError  a command-line value that names nothing known, e.g. a date
  ├── StoreError       the data directory or the store cannot be used
  ├── FetchError       one keyword could not be fetched from the arXiv API
  └── DeliveryError    the mail server cannot be used at all
@@ -17,6 +18,10 @@ class DigestError(Exception):
 
 class ConfigError(DigestError):
     """Invalid configuration file, environment variable or command-line value."""
+
+
+class UsageError(ConfigError):
+    """A command-line value that names no known date, address or file."""
 
 
 class StoreError(DigestError):

@@ -201,3 +201,11 @@ class SmtpTransport:
         )
         await self.close()
         await asyncio.sleep(delay_s)
+
+
+async def check_server(settings: Settings) -> str:
+    """Connect and authenticate to the mail server without sending; describe it."""
+    transport = SmtpTransport(settings)
+    async with transport:
+        pass
+    return transport.describe()

@@ -7,21 +7,30 @@ Tables:
   a baseline that is recorded but mailed to nobody;
 - digests: per date, the ids of the papers each keyword found new that day;
 - deliveries: per date and subscriber, the paper ids a mail carried and
-  whether the mail server accepted it.
+  whether the mail server accepted it;
+- runs: the dates whose daily run completed, so the daemon can catch up a
+  missed run without repeating a finished one.
 
-Only one process may write at a time; the caller holds the data directory's lock.
+Only one process may write at a time: writers use locked_store, which holds the
+data directory's lock. Readers may open the store at any time, because every
+write replaces the file whole.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import filelock
 from tinydb import TinyDB
 from tinydb.storages import Storage
 from tinydb.table import Document
@@ -29,7 +38,10 @@ from tinydb.table import Document
 from .errors import StoreError
 from .papers import Paper
 
+logger = logging.getLogger(__name__)
+
 STORE_FILE = "store.json"
+LOCK_FILE = ".lock"
 
 
 class AtomicJSONStorage(Storage):
@@ -110,19 +122,13 @@ class Store:
         self.keywords = self.db.table("keywords")
         self.digests = self.db.table("digests")
         self.deliveries = self.db.table("deliveries")
+        self.runs = self.db.table("runs")
         self._paper_doc_ids = {doc["paper_id"]: doc.doc_id for doc in self.papers.all()}
 
     @classmethod
     def open(cls, data_dir: Path) -> Store:
-        """Open the store in data_dir, creating the directory when needed."""
-        try:
-            data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise StoreError(
-                f"{data_dir}: cannot create the data directory: {error}"
-            ) from None
-        if not os.access(data_dir, os.W_OK | os.X_OK):
-            raise StoreError(f"{data_dir}: the data directory is not writable")
+        """Open the store in data_dir without the lock, creating the directory."""
+        prepare_data_dir(data_dir)
         return cls(data_dir / STORE_FILE)
 
     def close(self) -> None:
@@ -242,6 +248,11 @@ class Store:
                 delivered.update(doc["paper_ids"])
         return delivered
 
+    def deliveries_of(self, day: date) -> list[dict[str, Any]]:
+        """Return the delivery records of a date, oldest first."""
+        key = day.isoformat()
+        return [dict(doc) for doc in self.deliveries.all() if doc["date"] == key]
+
     def record_delivery(
         self,
         day: date,
@@ -249,8 +260,12 @@ class Store:
         paper_ids: list[str],
         error: str | None,
         now: datetime,
+        kind: str = "daily",
     ) -> None:
-        """Record one mail of day to email: sent when error is None, else failed."""
+        """Record one mail of day to email: sent when error is None, else failed.
+
+        kind is "daily" for the daily run and "resend" for a mail sent again by hand.
+        """
         self.deliveries.insert(
             {
                 "date": day.isoformat(),
@@ -258,9 +273,32 @@ class Store:
                 "paper_ids": paper_ids,
                 "status": "sent" if error is None else "failed",
                 "error": error,
+                "kind": kind,
                 "at": now.isoformat(),
             }
         )
+
+    # Runs
+
+    def record_run(
+        self, day: date, started_at: datetime, finished_at: datetime
+    ) -> None:
+        """Record that the daily run of day completed."""
+        self.runs.insert(
+            {
+                "date": day.isoformat(),
+                "started_at": started_at.isoformat(),
+                "finished_at": finished_at.isoformat(),
+            }
+        )
+
+    def has_completed_run(self, day: date) -> bool:
+        """Return whether a daily run of day has completed."""
+        return any(doc["date"] == day.isoformat() for doc in self.runs.all())
+
+    def digest_dates(self) -> list[date]:
+        """Return the dates with an archived digest, oldest first."""
+        return sorted(date.fromisoformat(doc["date"]) for doc in self.digests.all())
 
 
 def updated_fields(
@@ -277,3 +315,64 @@ def updated_fields(
     if keyword not in stored["keywords"]:
         fields["keywords"] = [*stored["keywords"], keyword]
     return fields
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """Create the data directory when needed and check that it is writable."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(
+            f"{data_dir}: cannot create the data directory: {error}"
+        ) from None
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise StoreError(f"{data_dir}: the data directory is not writable")
+
+
+@contextmanager
+def locked_store(
+    data_dir: Path, wait_s: float = 0.0, stop: threading.Event | None = None
+) -> Iterator[Store]:
+    """Open the store while holding the data directory's lock.
+
+    Waits up to wait_s seconds for another process to release the lock, or until
+    stop is set, then raises StoreError. The store is read only once the lock is
+    held, so no other writer's changes can be overwritten.
+    """
+    prepare_data_dir(data_dir)
+    lock = filelock.FileLock(data_dir / LOCK_FILE)
+    acquire(lock, data_dir, wait_s, stop)
+    try:
+        store = Store(data_dir / STORE_FILE)
+        try:
+            yield store
+        finally:
+            store.close()
+    finally:
+        lock.release()
+
+
+def acquire(
+    lock: filelock.BaseFileLock,
+    data_dir: Path,
+    wait_s: float,
+    stop: threading.Event | None,
+) -> None:
+    """Acquire the lock within wait_s seconds, checking stop every second."""
+    deadline = time.monotonic() + wait_s
+    is_logged = False
+    while True:
+        remaining_s = deadline - time.monotonic()
+        try:
+            lock.acquire(timeout=max(0.0, min(1.0, remaining_s)))
+            return
+        except filelock.Timeout:
+            pass
+        if remaining_s <= 0 or (stop is not None and stop.is_set()):
+            raise StoreError(
+                f"{data_dir}: another digest process is using this data directory; "
+                "wait for it to finish and try again"
+            )
+        if not is_logged:
+            logger.info("waiting for another digest process to release %s", data_dir)
+            is_logged = True
