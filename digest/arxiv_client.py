@@ -15,6 +15,7 @@ from typing import Any
 
 import arxiv
 import requests
+import urllib3
 from lxml import etree
 
 from .config import Keyword, Settings
@@ -25,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 # Attempts per keyword after the first one fails.
 RETRIES = 3
+
+# Bytes read from the socket at most at a time.
+READ_SIZE = 65536
 
 # The API returns at most 2000 entries per request.
 MAX_PAGE_SIZE = 2000
@@ -38,19 +42,53 @@ class InvalidFeedError(requests.RequestException):
 
 
 class TimeoutSession(requests.Session):
-    """A requests session that applies a timeout to every request it sends."""
+    """A requests session whose every request completes within timeout_s seconds.
+
+    requests applies its timeout to each socket operation, so a server that
+    sends one byte at a time could hold a request forever; the body is read
+    here against a deadline for the whole request instead.
+    """
 
     def __init__(self, timeout_s: float) -> None:
         super().__init__()
         self.timeout_s = timeout_s
-        self.hooks["response"].append(check_feed)
 
     def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        deadline = time.monotonic() + self.timeout_s
         kwargs.setdefault("timeout", self.timeout_s)
-        return super().request(*args, **kwargs)
+        kwargs["stream"] = True
+        response = super().request(*args, **kwargs)
+        body = read_body(response, deadline)
+        # requests has no public way to hand over a body read by the caller.
+        response._content = body
+        check_feed(response)
+        return response
 
 
-def check_feed(response: requests.Response, **_: Any) -> None:
+def read_body(response: requests.Response, deadline: float) -> bytes:
+    """Read the whole body, raising requests.Timeout once the deadline passes.
+
+    read1 returns whatever has arrived, so the deadline is checked between
+    small reads; iter_content would wait for each whole chunk.
+    """
+    chunks = []
+    try:
+        while chunk := response.raw.read1(READ_SIZE, decode_content=True):
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise requests.Timeout(
+                    "the whole response took longer than the timeout"
+                )
+    except urllib3.exceptions.ReadTimeoutError as error:
+        raise requests.Timeout(str(error)) from None
+    except urllib3.exceptions.HTTPError as error:
+        raise requests.ConnectionError(str(error)) from None
+    finally:
+        response.close()
+    return b"".join(chunks)
+
+
+def check_feed(response: requests.Response) -> None:
     """Raise InvalidFeedError unless the response is an arXiv Atom feed with entries.
 
     The API reports a bad query as a feed whose only entry is titled "Error",
@@ -67,12 +105,12 @@ def check_feed(response: requests.Response, **_: Any) -> None:
         raise InvalidFeedError(f"response is not valid XML ({error})") from None
 
     total_text = root.findtext(f"{OPENSEARCH}totalResults")
+    if response.status_code == 200 and root.tag != f"{ATOM}feed":
+        raise InvalidFeedError(f"response is not an Atom feed (root <{root.tag}>)")
+    if response.status_code == 200 and total_text is None:
+        raise InvalidFeedError("response has no opensearch:totalResults")
     if root.tag != f"{ATOM}feed" or total_text is None:
-        if response.status_code != 200:
-            return
-        raise InvalidFeedError(
-            f"response is not an arXiv Atom feed (root <{root.tag}>)"
-        )
+        return  # not a feed, sent with an error status that arxiv reports
 
     entries = root.findall(f"{ATOM}entry")
     for entry in entries:
@@ -112,7 +150,7 @@ class ArxivFetcher:
         self.client = arxiv.Client(delay_seconds=self.delay_s, num_retries=0)
         self.client.query_url_format = self.url + "?{}"
         session = TimeoutSession(settings.arxiv_timeout_s)
-        session.hooks["response"].insert(0, self._count_request)
+        session.hooks["response"].append(self._count_request)
         # NOTE: the arxiv package has no public way to set a timeout or a session, so
         # its private _session attribute is replaced here (arxiv 2.x to 4.x).
         self.client._session = session

@@ -11,13 +11,13 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from . import __version__
 from .config import DigestConfig, Settings, load_config, load_settings
 from .daemon import Daemon
-from .daily import RunOptions, rebuild_readme, run_daily, utc_now
+from .daily import RunOptions, count_of, rebuild_readme, run_daily, utc_now
 from .errors import ConfigError, DigestError
 from .history import build_history
 from .mailer import check_server
@@ -35,10 +35,10 @@ EXIT_USAGE = 2
 def parse_date(value: str) -> date:
     """Parse a YYYY-MM-DD command-line date."""
     try:
-        return date.fromisoformat(value)
-    except ValueError:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError as error:
         raise argparse.ArgumentTypeError(
-            f"invalid date {value!r}, expected YYYY-MM-DD"
+            f"invalid date {value!r}: {error}; expected YYYY-MM-DD"
         ) from None
 
 
@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="digest",
         description="Mail researchers the newest arXiv papers on their keywords "
         "and publish a Daily Papers README.",
-        epilog="Settings come from DIGEST_* environment variables; see README.md.",
+        epilog="example: digest once --date 2026-01-09\n\n"
+        "Settings come from DIGEST_* environment variables; see README.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {__version__}"
@@ -255,8 +257,6 @@ def command_once(arguments: argparse.Namespace) -> int:
     progress = show_progress if sys.stderr.isatty() else None
     options = RunOptions(readme_path=arguments.readme, progress=progress)
     report = run_daily(config, settings, day, options)
-    for failure in report.failures:
-        print(f"failed: {failure}", file=sys.stderr)
     print(report.summary())
     return report.exit_status
 
@@ -279,11 +279,9 @@ def command_resend(arguments: argparse.Namespace) -> int:
     report = resend_digest(
         config, settings, arguments.date, arguments.to, arguments.failed, utc_now
     )
-    for failure in report.failures:
-        print(f"failed: {failure}", file=sys.stderr)
     print(
-        f"{arguments.date.isoformat()}: {report.sent} mails resent, "
-        f"{len(report.failures)} failures"
+        f"{arguments.date.isoformat()}: {count_of(report.sent, 'mail')} resent, "
+        f"{count_of(len(report.failures), 'failure')}"
     )
     return 1 if report.failures else 0
 
@@ -319,7 +317,9 @@ def command_check(arguments: argparse.Namespace) -> int:
     if settings.smtp_host is None:
         print("mail: no DIGEST_SMTP_HOST, digests go to the outbox directory")
     elif arguments.smtp:
-        print(f"{asyncio.run(check_server(settings))}: connected and logged in")
+        server = asyncio.run(check_server(settings))
+        login = " and logged in" if settings.smtp_username else ""
+        print(f"{server}: connected{login}")
     else:
         print(f"mail server: {settings.smtp_host}:{settings.smtp_port} (not contacted)")
     return 0

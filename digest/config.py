@@ -8,6 +8,7 @@ that names the file or variable, the entry and what is wrong.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Any, Literal
@@ -162,7 +163,9 @@ class DigestConfig(BaseModel):
     @classmethod
     def _check_schedule(cls, value: str) -> str:
         check_single_line(value, "schedule")
-        CrontabTrigger(value, ZoneInfo("UTC"))
+        trigger = CrontabTrigger(value, ZoneInfo("UTC"))
+        if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+            raise ValueError(f"schedule {value!r} never fires, e.g. February 30th")
         return value
 
     @property
@@ -307,20 +310,48 @@ def load_config(path: Path) -> DigestConfig:
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file, turning every failure into a one-line ConfigError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: configuration file not found; set DIGEST_CONFIG or create it"
         ) from None
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
         raise ConfigError(f"{path}: cannot read configuration: {error}") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise ConfigError(
+            f"{path}: line {line}: invalid UTF-8; save the file as UTF-8"
+        ) from None
+    try:
+        data = yaml.load(text, Loader=StrictLoader)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: {describe_yaml_error(error)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with 'keywords' at the top")
     return data
+
+
+class StrictLoader(yaml.SafeLoader):
+    """A safe YAML loader that rejects a key given twice in one mapping.
+
+    PyYAML keeps the last value of a repeated key, which would silently drop
+    the subscribers of an earlier 'subscribers:' block.
+    """
+
+    def construct_mapping(
+        self, node: yaml.MappingNode, deep: bool = False
+    ) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def describe_yaml_error(error: yaml.YAMLError) -> str:

@@ -177,8 +177,6 @@ class Daemon:
             # The daemon outlives a failed run; the next schedule may succeed.
             logger.exception("run of %s failed unexpectedly", day)
             return
-        for failure in report.failures:
-            logger.error("failed: %s", failure)
         logger.info("%s", report.summary())
         if not self.stop_requested.is_set():
             self.log_next_run()

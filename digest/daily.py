@@ -14,10 +14,10 @@ from pathlib import Path
 from .arxiv_client import ArxivFetcher
 from .config import DigestConfig, Settings
 from .delivery import ArchivedDay, prepare_daily_mails, send_mails
-from .errors import FetchError, StoreError
+from .errors import ConfigError, FetchError, UsageError
 from .readme import render_readme, write_readme
 from .render import Digest, Renderer
-from .store import Store, locked_store, write_atomically
+from .store import PUBLISHED_FILE_MODE, Store, locked_store, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +46,30 @@ class RunReport:
 
     def summary(self) -> str:
         """Return the one-line summary printed at the end of a run."""
-        return (
-            f"{self.day.isoformat()}: {self.keywords_fetched} keywords fetched, "
-            f"{self.new_papers} new papers, {self.mails_sent} mails sent, "
-            f"{len(self.failures)} failures"
-        )
+        counts = [
+            count_of(self.keywords_fetched, "keyword") + " fetched",
+            count_of(self.new_papers, "new paper"),
+            count_of(self.mails_sent, "mail") + " sent",
+            count_of(len(self.failures), "failure"),
+        ]
+        return f"{self.day.isoformat()}: {', '.join(counts)}"
+
+
+def count_of(number: int, noun: str) -> str:
+    """Return '1 mail' or '3 mails'."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def check_output_path(path: Path) -> None:
+    """Raise ConfigError unless a file can be written at path."""
+    if path.is_dir():
+        raise ConfigError(f"--readme: {path} is a directory, expected a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"--readme: cannot create the directory of {path}: {error.strerror}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -77,6 +96,8 @@ def run_daily(
     Raises StoreError when the data directory or the store cannot be used.
     """
     options = options or RunOptions()
+    readme = options.readme_path or settings.data_dir / "README.md"
+    check_output_path(readme)
     started = time.monotonic()
     started_at = options.now()
     report = RunReport(day=day)
@@ -87,9 +108,11 @@ def run_daily(
         store.archive_digest(day, new_ids, store.get_papers(all_new))
         archive = ArchivedDay.load(store, day)
 
-        readme = options.readme_path or settings.data_dir / "README.md"
-        write_readme(readme, render_page(config, store, day))
-        logger.info("README written to %s", readme)
+        if report.keywords_fetched:
+            write_readme(readme, render_page(config, store, day))
+            logger.info("README written to %s", readme)
+        else:
+            logger.error("README left unchanged: no keyword was fetched")
 
         renderer = Renderer()
         write_digest_files(
@@ -170,7 +193,7 @@ def rebuild_readme(config: DigestConfig, settings: Settings, path: Path | None) 
     with locked_store(settings.data_dir) as store:
         dates = store.digest_dates()
         if not dates:
-            raise StoreError(
+            raise UsageError(
                 f"{settings.data_dir}: no digest archived yet; run 'digest once' first"
             )
         readme = path or settings.data_dir / "README.md"
@@ -182,5 +205,7 @@ def write_digest_files(directory: Path, digest: Digest, renderer: Renderer) -> N
     """Write the day's whole digest as Markdown and HTML."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = digest.day.isoformat()
-    write_atomically(directory / f"{stem}.md", renderer.render(digest, "markdown"))
-    write_atomically(directory / f"{stem}.html", renderer.render(digest, "html"))
+    markdown = renderer.render(digest, "markdown")
+    html = renderer.render(digest, "html")
+    write_atomically(directory / f"{stem}.md", markdown, PUBLISHED_FILE_MODE)
+    write_atomically(directory / f"{stem}.html", html, PUBLISHED_FILE_MODE)

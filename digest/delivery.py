@@ -71,7 +71,7 @@ class ArchivedDay:
     def full_digest(self, config: DigestConfig) -> Digest:
         """Return the digest of every configured keyword."""
         names = [keyword.name for keyword in config.keywords]
-        return build_digest(self.day, names, self.new_ids, self.papers)
+        return build_digest(self.day, names, self.new_ids, self.papers, is_mail=False)
 
 
 def prepare_mail(
@@ -138,8 +138,9 @@ async def deliver(
                 await send_and_record(mail, transport, store, day, now(), kind, report)
                 handled += 1
     except DeliveryError as error:
-        logger.error("%s", error)
-        report.failures.append(f"{error} ({len(mails) - handled} mails left pending)")
+        failure = f"{error} ({len(mails) - handled} mails left pending)"
+        logger.error("%s", failure)
+        report.failures.append(failure)
         return report
 
     logger.info("%d mails sent to %s", report.sent, transport.describe())

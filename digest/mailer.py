@@ -8,6 +8,7 @@ import re
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import SMTPUTF8
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from types import TracebackType
@@ -66,7 +67,12 @@ class Outbox:
         self.directory = directory
 
     async def __aenter__(self) -> Outbox:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DeliveryError(
+                f"{self.describe()}: cannot create it: {error.strerror}"
+            ) from None
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -81,7 +87,15 @@ class Outbox:
         while path.exists():
             path = self.directory / f"{stem}-{number}.eml"
             number += 1
-        path.write_bytes(bytes(message))
+        # An address with non-ASCII characters cannot be encoded in a 7-bit
+        # header; RFC 6532 allows it as raw UTF-8, as SMTPUTF8 servers get it.
+        policy = SMTPUTF8 if not recipient.isascii() else message.policy
+        try:
+            path.write_bytes(message.as_bytes(policy=policy))
+        except OSError as error:
+            raise DeliveryError(
+                f"{path}: cannot write the mail: {error.strerror}"
+            ) from None
 
     def describe(self) -> str:
         """Return where the mails go, for log lines."""

@@ -9,12 +9,15 @@ else, LaTeX and `>` included, is written as it is.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
 from .papers import Paper, normalize_whitespace
-from .store import write_atomically
+from .store import PUBLISHED_FILE_MODE, write_atomically
+
+BACKSLASHES_BEFORE_PIPE = re.compile(r"(\\*)\|")
 
 # A comment longer than this is folded into <details> behind its first characters.
 COMMENT_FOLD_LENGTH = 20
@@ -45,8 +48,12 @@ def escape_cell(text: str) -> str:
     """Escape text so it stays inside one table cell and adds no HTML.
 
     Line breaks end a table row, so the text must already be on one line.
+    GitHub's table parser removes the backslash of every "\\|" before reading
+    the cell, so backslashes written before a "|" (LaTeX's "\\|") are doubled
+    to survive as written.
     """
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|")
+    text = text.replace("&", "&amp;").replace("<", "&lt;")
+    return BACKSLASHES_BEFORE_PIPE.sub(lambda m: m[1] * 2 + "\\|", text)
 
 
 def escape_title(text: str) -> str:
@@ -95,4 +102,4 @@ def render_readme(
 def write_readme(path: Path, text: str) -> None:
     """Write the README atomically, creating its directory when needed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, text)
+    write_atomically(path, text, mode=PUBLISHED_FILE_MODE)

@@ -38,6 +38,8 @@ class Digest:
     day: date
     sections: tuple[Section, ...]
     recipient_name: str | None = None
+    # False for the archived digest of all keywords, which is no one's mail.
+    is_mail: bool = True
     paper_ids: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -57,6 +59,7 @@ def build_digest(
     papers: dict[str, Paper],
     exclude: set[str] = frozenset(),  # type: ignore[assignment]
     recipient_name: str | None = None,
+    is_mail: bool = True,
 ) -> Digest:
     """Collect the new papers of the given keywords, each paper once.
 
@@ -75,7 +78,12 @@ def build_digest(
         if chosen:
             chosen.sort(key=lambda p: (p.updated_at, p.paper_id), reverse=True)
             sections.append(Section(keyword=name, papers=tuple(chosen)))
-    return Digest(day=day, sections=tuple(sections), recipient_name=recipient_name)
+    return Digest(
+        day=day,
+        sections=tuple(sections),
+        recipient_name=recipient_name,
+        is_mail=is_mail,
+    )
 
 
 def default_templates_dir() -> Path:

@@ -18,18 +18,19 @@ logger = logging.getLogger(__name__)
 
 def find_subscribers(config: DigestConfig, addresses: list[str]) -> list[Subscriber]:
     """Return the subscribers with these addresses, or raise UsageError."""
-    by_address = {subscriber.email: subscriber for subscriber in config.subscribers}
+    # Addresses compare without case, as the configuration's duplicate check does.
+    by_address = {s.email.casefold(): s for s in config.subscribers}
     found = []
     for address in addresses:
         try:
             normalized = normalize_address(address)
         except ValueError as error:
             raise UsageError(f"--to: {error}") from None
-        if normalized not in by_address:
+        if normalized.casefold() not in by_address:
             raise UsageError(
                 f"--to: {address} is not a subscriber in the configuration"
             )
-        found.append(by_address[normalized])
+        found.append(by_address[normalized.casefold()])
     return found
 
 

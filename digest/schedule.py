@@ -21,8 +21,15 @@ from apscheduler.triggers.cron import CronTrigger
 
 DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
-# How far back previous_fire_time looks: a yearly schedule fires within a year.
-LOOKBACK = timedelta(days=366)
+# Windows previous_fire_time searches, smallest first, so that a schedule firing
+# every minute needs few steps; a yearly schedule fires within the last one.
+LOOKBACK_WINDOWS = (
+    timedelta(hours=1),
+    timedelta(days=1),
+    timedelta(days=8),
+    timedelta(days=32),
+    timedelta(days=366),
+)
 
 WEEKDAY_ITEM = re.compile(
     r"^(?P<start>\*|[0-7]|[a-z]{3})(?:-(?P<end>[0-7]|[a-z]{3}))?(?:/(?P<step>\d+))?$"
@@ -53,7 +60,8 @@ def expand_weekdays(field: str) -> set[int]:
 
         first = 0 if start == "*" else weekday_number(start)
         if end is not None:
-            last = weekday_number(end, is_range_end=True)
+            # "sun-sun" is Sunday alone, while "sat-sun" ends on day 7.
+            last = weekday_number(end, is_range_end=first != 0)
         elif start == "*" or step is not None:
             last = 7
         else:
@@ -127,14 +135,17 @@ class CrontabTrigger(BaseTrigger):  # type: ignore[misc]
 
     def previous_fire_time(self, now: datetime) -> datetime | None:
         """Return the last fire time at or before now, within the last year."""
-        latest = None
-        fire_time = self.get_next_fire_time(None, now - LOOKBACK)
-        while fire_time is not None and fire_time <= now:
-            latest = fire_time
-            fire_time = self.get_next_fire_time(
-                fire_time, fire_time + timedelta(seconds=1)
-            )
-        return latest
+        for window in LOOKBACK_WINDOWS:
+            latest = None
+            fire_time = self.get_next_fire_time(None, now - window)
+            while fire_time is not None and fire_time <= now:
+                latest = fire_time
+                fire_time = self.get_next_fire_time(
+                    fire_time, fire_time + timedelta(seconds=1)
+                )
+            if latest is not None:
+                return latest
+        return None
 
 
 def digest_date(fire_time: datetime, timezone: ZoneInfo) -> date:

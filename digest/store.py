@@ -35,13 +35,16 @@ from tinydb import TinyDB
 from tinydb.storages import Storage
 from tinydb.table import Document
 
-from .errors import StoreError
+from .errors import ConfigError, StoreError
 from .papers import Paper
 
 logger = logging.getLogger(__name__)
 
 STORE_FILE = "store.json"
 LOCK_FILE = ".lock"
+
+# Permission bits of files meant to be published: the README and the digests.
+PUBLISHED_FILE_MODE = 0o644
 
 
 class AtomicJSONStorage(Storage):
@@ -70,8 +73,7 @@ class AtomicJSONStorage(Storage):
             return None
         except OSError as error:
             raise StoreError(f"{self.path}: cannot read the store: {error}") from None
-        if not text.strip():
-            return None
+        # Writes replace the file whole, so even an empty file means damage.
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
@@ -79,9 +81,13 @@ class AtomicJSONStorage(Storage):
                 f"{self.path}: the store is not valid JSON ({error}); "
                 "restore it from a backup or move it away to start afresh"
             ) from None
-        if not isinstance(data, dict):
-            raise StoreError(f"{self.path}: the store is not a TinyDB JSON file")
-        return data
+        problem = find_shape_problem(data)
+        if problem is not None:
+            raise StoreError(
+                f"{self.path}: the store is damaged: {problem}; "
+                "restore it from a backup or move it away to start afresh"
+            )
+        return data  # type: ignore[no-any-return]
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         self.data = data
@@ -93,10 +99,43 @@ class AtomicJSONStorage(Storage):
             raise StoreError(f"{self.path}: cannot write the store: {error}") from None
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace the file at path with text so that readers see old or new, never half."""
+# Fields each document of a table must have, checked when the store is read.
+REQUIRED_FIELDS = {
+    "papers": {"paper_id", "version", "title", "updated_at", "keywords"},
+    "keywords": {"name"},
+    "digests": {"date", "keywords", "papers"},
+    "deliveries": {"date", "email", "paper_ids", "status"},
+    "runs": {"date"},
+}
+
+
+def find_shape_problem(data: Any) -> str | None:
+    """Return what is wrong with the tables of a loaded store, or None."""
+    if not isinstance(data, dict):
+        return "expected a JSON object of tables"
+    for table, documents in data.items():
+        if not isinstance(documents, dict):
+            return f"table {table!r} is not an object"
+        required = REQUIRED_FIELDS.get(table, set())
+        for doc_id, document in documents.items():
+            if not isinstance(document, dict):
+                return f"document {doc_id} of table {table!r} is not an object"
+            missing = required - document.keys()
+            if missing:
+                fields = ", ".join(sorted(missing))
+                return f"document {doc_id} of table {table!r} lacks {fields}"
+    return None
+
+
+def write_atomically(path: Path, text: str, mode: int = 0o600) -> None:
+    """Replace the file at path with text so that readers see old or new, never half.
+
+    mode is the new file's permission bits; the store keeps the default 0o600
+    because it lists subscribers' addresses.
+    """
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(handle, mode)
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
             file.flush()
@@ -156,7 +195,11 @@ class Store:
         new_ids: list[str] = []
         changes: dict[str, dict[str, Any]] = {}
         inserts: list[dict[str, Any]] = []
+        seen: set[str] = set()
         for paper in papers:
+            if paper.paper_id in seen:
+                continue  # listed twice in one answer
+            seen.add(paper.paper_id)
             doc_id = self._paper_doc_ids.get(paper.paper_id)
             if doc_id is None:
                 inserts.append({**paper.to_record(), "keywords": [keyword]})
@@ -318,15 +361,21 @@ def updated_fields(
 
 
 def prepare_data_dir(data_dir: Path) -> None:
-    """Create the data directory when needed and check that it is writable."""
+    """Create the data directory when needed and check that it is writable.
+
+    Raises ConfigError, because the fix is another DIGEST_DATA_DIR or its rights.
+    """
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise StoreError(
-            f"{data_dir}: cannot create the data directory: {error}"
+        raise ConfigError(
+            f"DIGEST_DATA_DIR: {data_dir}: cannot create the data directory: "
+            f"{error.strerror}"
         ) from None
     if not os.access(data_dir, os.W_OK | os.X_OK):
-        raise StoreError(f"{data_dir}: the data directory is not writable")
+        raise ConfigError(
+            f"DIGEST_DATA_DIR: {data_dir}: the data directory is not writable"
+        )
 
 
 @contextmanager

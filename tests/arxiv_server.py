@@ -133,8 +133,9 @@ class ArxivServer:
         *,
         page_limit: int = DEFAULT_PAGE_LIMIT,
         wrap_width: int | None = DEFAULT_WRAP_WIDTH,
+        port: int = 0,
     ) -> None:
-        """Create a stopped server.
+        """Create a stopped server that will listen on port, 0 for a free one.
 
         page_limit caps the entries of one response, whatever max_results requests.
         wrap_width is the column at which long titles, summaries and comments
@@ -142,6 +143,7 @@ class ArxivServer:
         """
         self.page_limit = page_limit
         self.wrap_width = wrap_width
+        self._port = port
         self._lock = threading.Lock()
         self._results_by_query: dict[str, list[RecordedPaper]] = {}
         self._canned: deque[_Response] = deque()
@@ -155,7 +157,7 @@ class ArxivServer:
         """Bind a free port on 127.0.0.1 and serve in a background thread."""
         if self._httpd is not None:
             raise RuntimeError("ArxivServer is already running")
-        self._httpd = _HttpServer(self)
+        self._httpd = _HttpServer(self, self._port)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -316,11 +318,11 @@ class _HttpServer(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, arxiv_server: ArxivServer) -> None:
+    def __init__(self, arxiv_server: ArxivServer, port: int = 0) -> None:
         self.arxiv_server = arxiv_server
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _RequestHandler)
+        super().__init__(("127.0.0.1", port), _RequestHandler)
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:
         with self._connections_lock:

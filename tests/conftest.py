@@ -66,6 +66,10 @@ class RecordingHandler:
         with self._lock:
             self._rejections[address.lower()] = reply
 
+    def accept(self, address: str) -> None:
+        with self._lock:
+            self._rejections.pop(address.lower(), None)
+
     async def handle_RCPT(
         self,
         server: SMTP,
@@ -133,6 +137,10 @@ class SmtpServer:
     def reject(self, address: str, reply: str) -> None:
         """Reject RCPT TO for this address with `reply`, such as '550 5.1.1 ...'."""
         self.handler.reject(address, reply)
+
+    def accept(self, address: str) -> None:
+        """Accept RCPT TO for this address again after `reject`."""
+        self.handler.accept(address)
 
 
 @pytest.fixture

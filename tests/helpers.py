@@ -63,6 +63,27 @@ def run_digest(
     )
 
 
+def run_digest_with_url(
+    tmp_path: Path, arxiv_url: str, config: Path, *arguments: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m digest` with a given configuration file and arXiv URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env.update(
+        DIGEST_CONFIG=str(config),
+        DIGEST_DATA_DIR=str(tmp_path / "data"),
+        DIGEST_ARXIV_URL=arxiv_url,
+        DIGEST_ARXIV_DELAY="0",
+        DIGEST_ARXIV_TIMEOUT="5",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "digest", *arguments],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def serve(arxiv: ArxivServer, answers: dict[str, list[RecordedPaper]]) -> None:
     """Make the server answer each keyword's default query with its papers."""
     arxiv.set_papers({default_query(k): papers for k, papers in answers.items()})

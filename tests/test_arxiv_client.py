@@ -152,9 +152,14 @@ ERROR_FEED = (DATA / "arxiv-api-error-http400-bad-id.xml").read_bytes()
     [
         (503, b"busy", "HTTP 503"),
         (500, HTML_PAGE, "HTTP 500"),
-        (200, HTML_PAGE, "response is not an arXiv Atom feed (root <html>)"),
+        (200, HTML_PAGE, "response is not an Atom feed (root <html>)"),
         (200, b"Service Unavailable <p>", "response is not valid XML"),
-        (200, b"<rss><channel/></rss>", "response is not an arXiv Atom feed"),
+        (200, b"<rss><channel/></rss>", "response is not an Atom feed (root <rss>)"),
+        (
+            200,
+            b'<feed xmlns="http://www.w3.org/2005/Atom"><title>x</title></feed>',
+            "response has no opensearch:totalResults",
+        ),
         (200, ERROR_FEED[: len(ERROR_FEED) // 2], "response is not valid XML"),
         (400, ERROR_FEED, "arXiv API error: incorrect id format for abc (HTTP 400)"),
     ],
@@ -222,3 +227,53 @@ def test_silent_server_times_out(silent_server):
         fetcher.fetch(Keyword(name=VAD), max_papers=10)
 
     assert time.monotonic() - started < 0.2 * (RETRIES + 1) + 2
+
+
+@pytest.fixture
+def dripping_server() -> Iterator[str]:
+    """A server that answers a valid feed one byte every 0.1 seconds."""
+    body = (DATA / "arxiv-api-zero-results.xml").read_bytes()
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/atom+xml\r\n"
+    head += f"Content-Length: {len(body)}\r\n\r\n".encode()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def drip(connection: socket.socket) -> None:
+        with connection:
+            connection.recv(65536)
+            connection.sendall(head)
+            for byte in body:
+                if stop.wait(0.1):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=drip, args=(connection,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/api/query"
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+def test_dripping_server_times_out(dripping_server):
+    fetcher = make_fetcher(dripping_server, timeout_s=0.5)
+    started = time.monotonic()
+
+    with pytest.raises(FetchError, match="request timed out after 4 attempts"):
+        fetcher.fetch(Keyword(name=VAD), max_papers=10)
+
+    assert time.monotonic() - started < 0.5 * (RETRIES + 1) + 2

@@ -204,6 +204,17 @@ def with_keywords(keywords: str) -> str:
 
 BROKEN_FILES = [
     BrokenFile("yaml-syntax", "keywords: [a\nsender: x\n", "line 2"),
+    BrokenFile(
+        "schedule-never-fires",
+        VALID_HEADER + "schedule: '0 6 30 2 *'\n",
+        "never fires",
+        "schedule",
+    ),
+    BrokenFile(
+        "duplicate-yaml-key",
+        VALID_HEADER + "max_papers: 5\nmax_papers: 6\n",
+        "duplicate key 'max_papers'",
+    ),
     BrokenFile("top-level-list", "- a\n- b\n", "mapping"),
     BrokenFile("top-level-scalar", "hello\n", "mapping"),
     BrokenFile("empty-file", "", "mapping"),
@@ -481,7 +492,7 @@ def make_unreadable_file(tmp_path: Path) -> Path:
     [
         pytest.param(make_missing_file, "not found", id="missing"),
         pytest.param(make_directory, "cannot read", id="directory"),
-        pytest.param(make_invalid_utf8_file, "cannot read", id="invalid-utf8"),
+        pytest.param(make_invalid_utf8_file, "invalid UTF-8", id="invalid-utf8"),
         pytest.param(
             make_unreadable_file,
             "cannot read",

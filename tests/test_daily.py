@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 
 import pytest
@@ -248,7 +250,7 @@ def test_failed_keyword_does_not_stop_others(tmp_path, arxiv_server, reference_p
     assert "Traceback" not in result.stderr
     readme = (tmp_path / "data" / "README.md").read_text(encoding="utf-8")
     assert readme.count("| **[") == len(reference_papers[VU])
-    assert "1 keywords fetched" in result.stdout
+    assert "1 keyword fetched" in result.stdout
 
 
 def test_rejected_recipient_is_recorded(
@@ -315,3 +317,95 @@ def test_keyword_reaches_api_intact(tmp_path, arxiv_server, keyword):
     phrase = " ".join(keyword.replace('"', " ").split())
     assert request["search_query"] == f'ti:"{phrase}" OR abs:"{phrase}"'
     assert f"## {keyword}\n" in (tmp_path / "data" / "README.md").read_text("utf-8")
+
+
+@pytest.mark.parametrize(
+    "make_readme",
+    [
+        lambda tmp_path: tmp_path,
+        lambda tmp_path: tmp_path / "subscribers.yaml" / "README.md",
+    ],
+    ids=["directory", "under-a-file"],
+)
+def test_unusable_readme_path_stops_early(
+    tmp_path, arxiv_server, reference_papers, make_readme
+):
+    write_config(tmp_path / "subscribers.yaml", [VAD], [])
+    serve(arxiv_server, reference_papers)
+
+    result = run_digest(
+        tmp_path, arxiv_server, "once", "--readme", str(make_readme(tmp_path))
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("digest: error: --readme: ")
+    assert result.stderr.count("\n") == 1
+    assert arxiv_server.requests == []
+
+
+def test_unusable_outbox_keeps_mails_pending(
+    tmp_path, arxiv_server, smtp_server, reference_papers
+):
+    two_day_setup(tmp_path, arxiv_server, smtp_server, reference_papers)
+    (tmp_path / "data" / "outbox").write_text("not a directory", encoding="utf-8")
+
+    blocked = run_digest(tmp_path, arxiv_server, "once", "--date", "2026-01-09")
+    (tmp_path / "data" / "outbox").unlink()
+    retried = run_digest(tmp_path, arxiv_server, "once", "--date", "2026-01-09")
+
+    assert blocked.returncode == 1
+    assert "cannot create it" in blocked.stderr
+    assert "3 mails left pending" in blocked.stderr
+    assert "Traceback" not in blocked.stderr
+    assert retried.returncode == 0, retried.stderr
+    assert len(list((tmp_path / "data" / "outbox" / "2026-01-09").iterdir())) == 3
+
+
+def test_outbox_mail_to_unicode_address_parses(
+    tmp_path, arxiv_server, reference_papers
+):
+    subscribers = [{"email": "bøb@exämple.org", "name": "Bøb"}]
+    write_config(tmp_path / "subscribers.yaml", [VAD], subscribers)
+    serve(arxiv_server, {VAD: reference_papers[VAD][1:]})
+    run_digest(tmp_path, arxiv_server, "once", "--date", "2026-01-08")
+    serve(arxiv_server, reference_papers)
+
+    result = run_digest(tmp_path, arxiv_server, "once", "--date", "2026-01-09")
+
+    assert result.returncode == 0, result.stderr
+    [path] = (tmp_path / "data" / "outbox" / "2026-01-09").iterdir()
+    # RFC 6532 headers are UTF-8 text, which the parser reads from a str.
+    text = path.read_bytes().decode("utf-8")
+    message = email.message_from_string(text, policy=email.policy.default)
+    assert message["To"].addresses[0].addr_spec == "bøb@exämple.org"
+    raw_to = next(line for line in text.splitlines() if line.startswith("To:"))
+    assert raw_to.endswith("<bøb@exämple.org>")
+    assert message["To"].addresses[0].display_name == "Bøb"
+
+
+def test_published_files_are_world_readable(tmp_path, arxiv_server, reference_papers):
+    write_config(tmp_path / "subscribers.yaml", [VAD], [])
+    serve(arxiv_server, reference_papers)
+
+    result = run_digest(tmp_path, arxiv_server, "once", "--date", "2026-01-09")
+
+    assert result.returncode == 0, result.stderr
+    data = tmp_path / "data"
+    for path in (data / "README.md", data / "digests" / "2026-01-09.md"):
+        assert path.stat().st_mode & 0o777 == 0o644
+    assert (data / "store.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_readme_kept_when_every_keyword_fails(tmp_path, arxiv_server, reference_papers):
+    write_config(tmp_path / "subscribers.yaml", [VAD], [])
+    serve(arxiv_server, reference_papers)
+    first = run_digest(tmp_path, arxiv_server, "once", "--date", "2026-01-08")
+    assert first.returncode == 0, first.stderr
+    arxiv_server.fail_next(503, count=4)
+
+    result = run_digest(tmp_path, arxiv_server, "once", "--date", "2026-01-09")
+
+    assert result.returncode == 1
+    readme = (tmp_path / "data" / "README.md").read_text(encoding="utf-8")
+    assert "Last update: 2026-01-08\n" in readme
+    assert "README left unchanged: no keyword was fetched" in result.stderr

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from html.parser import HTMLParser
 
+import cmarkgfm
+import cmarkgfm.cmark
 import pytest
 from factories import make_paper
+from reference import REFERENCE_README
 
 from digest.readme import format_comment, format_row, render_readme
 
@@ -86,7 +90,7 @@ def test_hostile_text_keeps_four_cells():
     assert row.count("\n") == 1
     assert len(cells(row)) == 4
     assert "<details> {{" not in row
-    assert "&lt;details> {{ z }} {% if %} &amp; \\\\| end" in row
+    assert "&lt;details> {{ z }} {% if %} &amp; \\\\\\| end" in row
 
 
 def test_long_abstract_stays_in_one_row():
@@ -133,3 +137,94 @@ def test_page_layout():
     assert page.index("2601.00002") < page.index("2601.00001")
     assert page.endswith("| --- | --- | --- | --- |\n\n")
     assert "\n\n## Second\n| **Title** |" in page
+
+
+class TableReader(HTMLParser):
+    """Collect the text of each table cell and every element name of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.tags: set[str] = set()
+        self.cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self.cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append("".join(self.cell))
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def render_gfm(markdown: str) -> TableReader:
+    """Render Markdown as GitHub does, raw HTML allowed, and read its tables."""
+    html = cmarkgfm.github_flavored_markdown_to_html(
+        markdown, options=cmarkgfm.cmark.Options.CMARK_OPT_UNSAFE
+    )
+    reader = TableReader()
+    reader.feed(html)
+    return reader
+
+
+HOSTILE_PAPERS = [
+    make_paper(
+        "2601.00001",
+        title="| <script>alert(1)</script> [x](y) **z** & $\\|A\\|_2$",
+        summary="{{ 7*7 }} {% if %} a | b <img src=x onerror=alert(1)> \\| & 😀",
+        comment="exactly twenty chars",
+    ),
+    make_paper(
+        "2601.00002",
+        title="0",
+        summary="x" * 10_000,
+        comment="twenty-one characters",
+    ),
+    make_paper(
+        "2601.00003", title="Tabs\tand\r\nbreaks", summary="ünïcödé", comment=""
+    ),
+]
+
+
+def test_github_renders_original_text():
+    page = render_readme([("K", HOSTILE_PAPERS)], date(2026, 1, 9), max_papers=100)
+
+    reader = render_gfm(page)
+
+    assert "script" not in reader.tags
+    assert "img" not in reader.tags
+    header, *rows = reader.rows
+    assert header == ["Title", "Date", "Abstract", "Comment"]
+    assert len(rows) == len(HOSTILE_PAPERS)
+    for row, paper in zip(rows, HOSTILE_PAPERS, strict=True):
+        assert len(row) == 4
+        assert row[0] == " ".join(paper.title.split())
+        assert row[1] == "2026-01-06"
+        assert row[2] == "Show" + paper.summary
+
+
+def test_github_renders_folded_comment():
+    page = render_readme([("K", HOSTILE_PAPERS)], date(2026, 1, 9), max_papers=100)
+
+    rows = render_gfm(page).rows[1:]
+
+    assert rows[0][3] == "exactly twenty chars"
+    assert rows[1][3] == "twent...twenty-one characters"
+    assert rows[2][3] == ""
+
+
+def test_reference_page_renders_as_tables():
+    page = REFERENCE_README.read_text(encoding="utf-8")
+
+    rows = render_gfm(page).rows
+
+    assert len(rows) == 80 + 4
+    assert all(len(row) == 4 for row in rows)

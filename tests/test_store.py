@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from factories import make_paper
 
-from digest.errors import StoreError
+from digest.errors import ConfigError, StoreError
 from digest.store import STORE_FILE, Store
 
 DAY = date(2026, 1, 9)
@@ -128,6 +128,29 @@ def test_failed_delivery_is_not_delivered(store):
     assert store.delivered_ids(DAY, "b@example.org") == set()
 
 
+def test_missing_store_file_starts_afresh(tmp_path):
+    store = Store.open(tmp_path)
+
+    assert store.papers_of("K", limit=10) == []
+    assert not (tmp_path / STORE_FILE).exists()
+    store.close()
+
+
+def test_store_file_is_private(store):
+    store.merge_papers("K", [make_paper("2601.00001")])
+
+    assert store.path.stat().st_mode & 0o777 == 0o600
+
+
+def test_paper_listed_twice_is_stored_once(store):
+    paper = make_paper("2601.00001")
+
+    new_ids = store.merge_papers("K", [paper, paper])
+
+    assert new_ids == ["2601.00001"]
+    assert len(store.papers.all()) == 1
+
+
 def test_store_file_is_replaced_whole(store):
     store.merge_papers("K", [make_paper("2601.00001")])
 
@@ -137,7 +160,19 @@ def test_store_file_is_replaced_whole(store):
     assert json.loads(store.path.read_text("utf-8"))["papers"]
 
 
-@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"papers": '])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",
+        "{not json",
+        "[1, 2]",
+        '{"papers": ',
+        '{"papers": []}',
+        '{"papers": {"1": "text"}}',
+        '{"papers": {"1": {"foo": 1}}}',
+        '{"deliveries": {"1": {"date": "2026-01-09"}}}',
+    ],
+)
 def test_corrupt_store_is_one_clear_error(tmp_path, content):
     (tmp_path / STORE_FILE).write_text(content, encoding="utf-8")
 
@@ -148,18 +183,9 @@ def test_corrupt_store_is_one_clear_error(tmp_path, content):
     assert "\n" not in str(caught.value)
 
 
-def test_empty_store_file_starts_afresh(tmp_path):
-    (tmp_path / STORE_FILE).write_text("", encoding="utf-8")
-
-    store = Store.open(tmp_path)
-
-    assert store.papers_of("K", limit=10) == []
-    store.close()
-
-
 def test_unwritable_data_dir_is_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory", encoding="utf-8")
 
-    with pytest.raises(StoreError, match="cannot create the data directory"):
+    with pytest.raises(ConfigError, match="DIGEST_DATA_DIR: .*cannot create"):
         Store.open(blocker / "data")
