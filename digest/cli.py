@@ -19,6 +19,7 @@ from .config import DigestConfig, Settings, load_config, load_settings
 from .daemon import Daemon
 from .daily import RunOptions, count_of, rebuild_readme, run_daily, utc_now
 from .errors import ConfigError, DigestError
+from .health import check_health
 from .history import build_history
 from .mailer import check_server
 from .preview import render_preview
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_check(commands)
     add_history(commands)
     add_readme(commands)
+    add_health(commands)
     return parser
 
 
@@ -217,6 +219,18 @@ def add_readme(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=Path,
         metavar="PATH",
         help="where to write it (default: <data dir>/README.md)",
+    )
+
+
+def add_health(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    add_command(
+        commands,
+        "health",
+        "check that the daemon is alive and on schedule",
+        "Exit 0 when the daemon's heartbeat is fresh and the latest scheduled run\n"
+        "completed, is running, or was due less than an hour ago; else print why\n"
+        "and exit 1. Meant for container health checks.",
+        "digest health",
     )
 
 
@@ -352,7 +366,15 @@ def command_readme(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def command_health(arguments: argparse.Namespace) -> int:
+    """Print whether the daemon is healthy."""
+    settings, config = load()
+    print(check_health(config, settings, utc_now()))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "health": command_health,
     "once": command_once,
     "run": command_run,
     "resend": command_resend,

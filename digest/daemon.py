@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -23,11 +25,15 @@ from .config import DigestConfig, Settings, load_config
 from .daily import RunOptions, run_daily, utc_now
 from .errors import ConfigError, DigestError, StoreError
 from .schedule import digest_date
-from .store import Store
+from .store import PUBLISHED_FILE_MODE, Store, write_atomically
 
 logger = logging.getLogger(__name__)
 
 DAEMON_LOCK_FILE = ".daemon.lock"
+
+# The daemon rewrites this file every HEARTBEAT_INTERVAL_S for `digest health`.
+HEARTBEAT_FILE = "daemon.json"
+HEARTBEAT_INTERVAL_S = 30.0
 
 # A scheduled run waits this long for a manual run that holds the store's lock.
 LOCK_WAIT_S = 1800.0
@@ -73,6 +79,7 @@ class Daemon:
         self.stopped = asyncio.Event()
         self.runs: set[asyncio.Task[None]] = set()
         self.scheduler: AsyncIOScheduler | None = None
+        self.running_since: datetime | None = None
 
     async def serve(self) -> None:
         """Run until stop() is called; raises StoreError if another daemon runs."""
@@ -95,13 +102,44 @@ class Daemon:
             )
             self.log_next_run()
             self.start_up_run()
+            heartbeat = asyncio.get_running_loop().create_task(self.beat())
 
             await self.stopped.wait()
             self.scheduler.shutdown(wait=False)
             if self.runs:
                 logger.info("waiting for the current run to stop")
                 await asyncio.gather(*self.runs, return_exceptions=True)
+            heartbeat.cancel()
+            (self.settings.data_dir / HEARTBEAT_FILE).unlink(missing_ok=True)
         logger.info("daemon stopped")
+
+    async def beat(self) -> None:
+        """Write the heartbeat file now and every HEARTBEAT_INTERVAL_S seconds."""
+        while True:
+            self.write_heartbeat()
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+    def write_heartbeat(self) -> None:
+        """Record that the scheduler is alive, its next run and any current run."""
+        assert self.scheduler is not None
+        job = self.scheduler.get_job("daily")
+        next_run = job.next_run_time if job is not None else None
+        state = {
+            "pid": os.getpid(),
+            "heartbeat_at": self.clock().isoformat(),
+            "next_run_at": next_run.isoformat() if next_run else None,
+            "running_since": (
+                self.running_since.isoformat() if self.running_since else None
+            ),
+        }
+        try:
+            write_atomically(
+                self.settings.data_dir / HEARTBEAT_FILE,
+                json.dumps(state),
+                PUBLISHED_FILE_MODE,
+            )
+        except OSError as error:
+            logger.error("cannot write the heartbeat file: %s", error)
 
     def stop(self) -> None:
         """Ask the daemon to stop: no new work, the current mail finishes."""
@@ -166,6 +204,8 @@ class Daemon:
         self.reload_config()
         logger.info("run of %s started (%s)", day, reason)
         options = RunOptions(lock_wait_s=LOCK_WAIT_S, stop=self.stop_requested)
+        self.running_since = self.clock()
+        self.write_heartbeat()
         try:
             report = await asyncio.to_thread(
                 run_daily, self.config, self.settings, day, options
@@ -177,6 +217,9 @@ class Daemon:
             # The daemon outlives a failed run; the next schedule may succeed.
             logger.exception("run of %s failed unexpectedly", day)
             return
+        finally:
+            self.running_since = None
+            self.write_heartbeat()
         logger.info("%s", report.summary())
         if not self.stop_requested.is_set():
             self.log_next_run()

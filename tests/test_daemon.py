@@ -19,7 +19,8 @@ import pytest
 from helpers import VAD, new_paper, paper_ids_in, run_digest, serve, write_config
 
 from digest.config import load_settings
-from digest.daemon import Daemon
+from digest.daemon import HEARTBEAT_FILE, Daemon
+from digest.health import check_health
 from digest.store import LOCK_FILE, Store
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -114,6 +115,24 @@ async def test_fires_at_cron_time_in_timezone(daemon_env, shifted_clock):
     assert fired_at.replace(tzinfo=None) >= datetime(2026, 12, 4, 6, 0)
     readme = (data_dir / "README.md").read_text(encoding="utf-8")
     assert "Last update: 2026-12-04\n" in readme
+
+
+async def test_heartbeat_written_and_removed(daemon_env, shifted_clock):
+    write_schedule(daemon_env, "0 6 * * *", "UTC")
+    data_dir = daemon_env / "data"
+    clock = shifted_clock(datetime(2026, 12, 4, 5, 0, tzinfo=UTC))
+    record_run(data_dir, date(2026, 12, 3))
+    settings = load_settings()
+    daemon = Daemon(settings, clock=clock)
+    serving = asyncio.create_task(daemon.serve())
+
+    await wait_for(lambda: (data_dir / HEARTBEAT_FILE).exists())
+    healthy = check_health(daemon.config, settings, clock())
+    daemon.stop()
+    await serving
+
+    assert healthy.startswith("healthy: heartbeat 0 s ago, next run 2026-12-04T06:00")
+    assert not (data_dir / HEARTBEAT_FILE).exists()
 
 
 async def test_catches_up_missed_run_once(daemon_env, shifted_clock, arxiv_server):

@@ -1,0 +1,90 @@
+"""The health check: a fresh heartbeat and no overdue run."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from digest.config import DigestConfig, Settings
+from digest.daemon import HEARTBEAT_FILE
+from digest.errors import DigestError
+from digest.health import UnhealthyError, check_health
+from digest.store import Store
+
+NOW = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(DIGEST_DATA_DIR=tmp_path)
+
+
+@pytest.fixture
+def config():
+    return DigestConfig(
+        keywords=[{"name": "K"}], sender="papers@example.org", schedule="0 6 * * *"
+    )
+
+
+def write_heartbeat(settings, age: timedelta, running_since=None) -> None:
+    state = {
+        "pid": 1,
+        "heartbeat_at": (NOW - age).isoformat(),
+        "next_run_at": "2026-12-05T06:00:00+00:00",
+        "running_since": running_since.isoformat() if running_since else None,
+    }
+    (settings.data_dir / HEARTBEAT_FILE).write_text(json.dumps(state), "utf-8")
+
+
+def record_run(settings, day: date) -> None:
+    store = Store.open(settings.data_dir)
+    store.record_run(day, NOW, NOW)
+    store.close()
+
+
+def test_fresh_heartbeat_and_done_run_is_healthy(settings, config):
+    write_heartbeat(settings, timedelta(seconds=10))
+    record_run(settings, date(2026, 12, 4))
+
+    message = check_health(config, settings, NOW)
+
+    assert message.startswith("healthy: heartbeat 10 s ago")
+
+
+def test_missing_heartbeat_is_unhealthy(settings, config):
+    with pytest.raises(UnhealthyError, match="no heartbeat; is 'digest run' running"):
+        check_health(config, settings, NOW)
+
+
+def test_stale_heartbeat_is_unhealthy(settings, config):
+    write_heartbeat(settings, timedelta(minutes=5))
+    record_run(settings, date(2026, 12, 4))
+
+    with pytest.raises(UnhealthyError, match="last heartbeat 300 s ago"):
+        check_health(config, settings, NOW)
+
+
+def test_overdue_run_is_unhealthy(settings, config):
+    write_heartbeat(settings, timedelta(seconds=10))
+    record_run(settings, date(2026, 12, 3))
+
+    with pytest.raises(UnhealthyError, match="run of 2026-12-04 overdue"):
+        check_health(config, settings, NOW)
+
+
+def test_running_or_recent_run_is_healthy(settings, config):
+    write_heartbeat(settings, timedelta(seconds=10), running_since=NOW)
+    assert check_health(config, settings, NOW).startswith("healthy")
+
+    write_heartbeat(settings, timedelta(seconds=10))
+    just_due = datetime(2026, 12, 4, 6, 30, tzinfo=UTC)
+    assert check_health(config, settings, just_due).startswith("healthy")
+
+
+def test_damaged_heartbeat_is_unhealthy(settings, config):
+    (settings.data_dir / HEARTBEAT_FILE).write_text("{", "utf-8")
+
+    with pytest.raises(DigestError, match="unreadable heartbeat"):
+        check_health(config, settings, NOW)
