@@ -102,10 +102,13 @@ def run_daily(
     started_at = options.now()
     report = RunReport(day=day)
     with locked_store(settings.data_dir, options.lock_wait_s, options.stop) as store:
-        new_ids = fetch_keywords(config, settings, store, day, report, options)
-        all_new = {i for ids in new_ids.values() for i in ids}
-        report.new_papers = len(all_new)
-        store.archive_digest(day, new_ids, store.get_papers(all_new))
+        # Papers become "seen" in the same write that archives them as new, so a
+        # crash can never leave a paper seen but in no digest.
+        with store.batch():
+            new_ids = fetch_keywords(config, settings, store, day, report, options)
+            all_new = {i for ids in new_ids.values() for i in ids}
+            report.new_papers = len(all_new)
+            store.archive_digest(day, new_ids, store.get_papers(all_new))
         archive = ArchivedDay.load(store, day)
 
         if report.keywords_fetched:

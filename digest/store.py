@@ -59,6 +59,9 @@ class AtomicJSONStorage(Storage):
         self.path = path
         self.data: dict[str, dict[str, Any]] | None = None
         self.loaded = False
+        # While deferred, writes stay in memory until flush().
+        self.deferred = False
+        self.dirty = False
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         if not self.loaded:
@@ -92,7 +95,15 @@ class AtomicJSONStorage(Storage):
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         self.data = data
         self.loaded = True
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        if self.deferred:
+            self.dirty = True
+            return
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the data held in memory to the file."""
+        self.dirty = False
+        text = json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
         try:
             write_atomically(self.path, text)
         except OSError as error:
@@ -171,8 +182,30 @@ class Store:
         return cls(data_dir / STORE_FILE)
 
     def close(self) -> None:
-        """Release the TinyDB handle; every write is already on disk."""
+        """Release the TinyDB handle; every write outside a batch is on disk."""
         self.db.close()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group the writes of the block into one, made only if the block succeeds.
+
+        A crash or an exception inside the block leaves the file as it was, so
+        papers recorded as seen and the digest that lists them as new are
+        written together or not at all.
+        """
+        storage = self.db.storage
+        assert isinstance(storage, AtomicJSONStorage)
+        storage.deferred = True
+        try:
+            yield
+        except BaseException:
+            storage.deferred = False
+            storage.dirty = False
+            storage.loaded = False  # read the file again: memory has half a batch
+            raise
+        storage.deferred = False
+        if storage.dirty:
+            storage.flush()
 
     # Keywords
 

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import re
 import socket
+import sys
 import textwrap
 import threading
 from collections import deque
@@ -328,6 +329,11 @@ class _HttpServer(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.add(request)
         super().process_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore clients that went away, as a killed client process does."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def shutdown_request(self, request: socket.socket) -> None:
         with self._connections_lock:

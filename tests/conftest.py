@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import re
@@ -51,6 +52,8 @@ class RecordingHandler:
         self._lock = threading.Lock()
         self._messages: list[ReceivedMessage] = []
         self._rejections: dict[str, str] = {}
+        # Seconds to wait before accepting each message, to make a batch slow.
+        self.delay_s = 0.0
 
     @property
     def messages(self) -> list[ReceivedMessage]:
@@ -91,6 +94,8 @@ class RecordingHandler:
     async def handle_DATA(
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         data = envelope.original_content or b""
         message = email.message_from_bytes(
             data.replace(b"\r\n", b"\n"), policy=email.policy.default
