@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -23,6 +24,21 @@ logger = logging.getLogger(__name__)
 
 # Reconnections after a dropped connection or a temporary (4xx) reply.
 SMTP_RETRIES = 3
+
+
+def find_certificate_failure(
+    error: BaseException,
+) -> ssl.SSLCertVerificationError | None:
+    """Return the certificate verification error behind error, if there is one.
+
+    aiosmtplib wraps it in its own connection error for implicit TLS.
+    """
+    current: BaseException | None = error
+    while current is not None:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class MailRejectedError(DigestError):
@@ -148,6 +164,13 @@ class SmtpTransport:
                 f"{error.message}); check DIGEST_SMTP_USERNAME and DIGEST_SMTP_PASSWORD"
             ) from None
         except (aiosmtplib.SMTPException, OSError) as error:
+            failure = find_certificate_failure(error)
+            if failure is not None:
+                raise DeliveryError(
+                    f"{self.describe()}: the server's TLS certificate failed "
+                    f"verification ({failure.verify_message}); check DIGEST_SMTP_HOST, "
+                    "or trust its certificate authority with SSL_CERT_FILE"
+                ) from None
             raise DeliveryError(f"{self.describe()}: cannot connect: {error}") from None
         self.client = client
 
@@ -174,10 +197,11 @@ class SmtpTransport:
             except aiosmtplib.SMTPRecipientsRefused as error:
                 refusal = error.recipients[0]
                 reason = f"{refusal.code} {refusal.message}"
-                if refusal.code < 500 and attempt < SMTP_RETRIES:
+                if refusal.code >= 500:
+                    raise MailRejectedError(f"rejected: {reason}") from None
+                if attempt < SMTP_RETRIES:
                     await self._reconnect(attempt, reason)
                     continue
-                raise MailRejectedError(f"rejected: {reason}") from None
             except aiosmtplib.SMTPResponseException as error:
                 reason = f"{error.code} {error.message}"
                 if error.code < 500 and attempt < SMTP_RETRIES:

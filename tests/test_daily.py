@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+from dataclasses import replace
 
 import pytest
 from conftest import SmtpServer
@@ -409,3 +410,33 @@ def test_readme_kept_when_every_keyword_fails(tmp_path, arxiv_server, reference_
     readme = (tmp_path / "data" / "README.md").read_text(encoding="utf-8")
     assert "Last update: 2026-01-08\n" in readme
     assert "README left unchanged: no keyword was fetched" in result.stderr
+
+
+def test_failed_keyword_keeps_its_papers(tmp_path, arxiv_server, reference_papers):
+    write_config(tmp_path / "subscribers.yaml", [VAD, VU], [])
+    serve(arxiv_server, reference_papers)
+    first = run_digest(tmp_path, arxiv_server, "once", "--date", "2026-01-08")
+    assert first.returncode == 0, first.stderr
+    store_path = tmp_path / "data" / "store.json"
+
+    def papers_of_vad():
+        papers = json.loads(store_path.read_text("utf-8"))["papers"].values()
+        return sorted(
+            (p["paper_id"], p["version"], p["summary"])
+            for p in papers
+            if VAD in p["keywords"]
+        )
+
+    before = papers_of_vad()
+    revised = replace(reference_papers[VAD][0], version=9, summary="Changed.")
+    serve(arxiv_server, {VAD: [revised], VU: reference_papers[VU]})
+    arxiv_server.fail_next(503, count=4)
+
+    result = run_digest(tmp_path, arxiv_server, "once", "--date", "2026-01-09")
+
+    assert result.returncode == 1
+    assert papers_of_vad() == before
+    readme = (tmp_path / "data" / "README.md").read_text(encoding="utf-8")
+    assert readme.count("| **[") == len(reference_papers[VAD]) + len(
+        reference_papers[VU]
+    )
