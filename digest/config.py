@@ -263,6 +263,10 @@ class Settings(BaseSettings):
     )
     smtp_username: str | None = Field(default=None, alias="DIGEST_SMTP_USERNAME")
     smtp_password: SecretStr | None = Field(default=None, alias="DIGEST_SMTP_PASSWORD")
+    # Some relays accept one connection per client only.
+    smtp_connections: int = Field(
+        default=4, ge=1, le=32, alias="DIGEST_SMTP_CONNECTIONS"
+    )
     smtp_timeout_s: float = Field(
         default=30.0, gt=0, le=MAX_WAIT_S, alias="DIGEST_SMTP_TIMEOUT"
     )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -38,6 +39,18 @@ class RunReport:
     mails_sent: int = 0
     failures: list[str] = field(default_factory=list)
     is_stopped: bool = False
+    # Seconds spent per phase: fetch, diff, readme, render, send.
+    phase_s: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timing(self, phase: str) -> Iterator[None]:
+        """Add the time the block takes to the phase's total."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed_s = time.perf_counter() - started
+            self.phase_s[phase] = self.phase_s.get(phase, 0.0) + elapsed_s
 
     @property
     def exit_status(self) -> int:
@@ -106,34 +119,42 @@ def run_daily(
         # crash can never leave a paper seen but in no digest.
         with store.batch():
             new_ids = fetch_keywords(config, settings, store, day, report, options)
-            all_new = {i for ids in new_ids.values() for i in ids}
-            report.new_papers = len(all_new)
-            store.archive_digest(day, new_ids, store.get_papers(all_new))
-        archive = ArchivedDay.load(store, day)
+            with report.timing("diff"):
+                all_new = {i for ids in new_ids.values() for i in ids}
+                report.new_papers = len(all_new)
+                store.archive_digest(day, new_ids, store.get_papers(all_new))
+        with report.timing("diff"):
+            archive = ArchivedDay.load(store, day)
 
-        if report.keywords_fetched:
-            write_readme(readme, render_page(config, store, day))
-            logger.info("README written to %s", readme)
-        else:
-            logger.error("README left unchanged: no keyword was fetched")
+        with report.timing("readme"):
+            if report.keywords_fetched:
+                write_readme(readme, render_page(config, store, day))
+                logger.info("README written to %s", readme)
+            else:
+                logger.error("README left unchanged: no keyword was fetched")
 
-        renderer = Renderer()
-        write_digest_files(
-            settings.data_dir / "digests", archive.full_digest(config), renderer
-        )
-
-        mails = prepare_daily_mails(config, store, archive, renderer, options.now())
-        delivery = send_mails(
-            mails, settings, store, day, options.now, stop=options.stop
-        )
+        with report.timing("render"):
+            renderer = Renderer()
+            full = archive.full_digest(config)
+            write_digest_files(settings.data_dir / "digests", full, renderer)
+            mails = prepare_daily_mails(config, store, archive, renderer, options.now())
+        with report.timing("send"):
+            delivery = send_mails(
+                mails, settings, store, day, options.now, stop=options.stop
+            )
         report.mails_sent = delivery.sent
         report.failures.extend(delivery.failures)
 
         report.is_stopped = options.stop is not None and options.stop.is_set()
-        if not report.is_stopped:
-            store.record_run(day, started_at, options.now())
+        with store.batch():
+            store.merge_journal()
+            if not report.is_stopped:
+                store.record_run(day, started_at, options.now())
 
-    logger.info("run of %s finished in %.1f s", day, time.monotonic() - started)
+    phases = ", ".join(f"{name} {s:.1f} s" for name, s in report.phase_s.items())
+    logger.info(
+        "run of %s finished in %.1f s (%s)", day, time.monotonic() - started, phases
+    )
     return report
 
 
@@ -157,17 +178,20 @@ def fetch_keywords(
         if options.progress is not None:
             options.progress(number, len(config.keywords), keyword.name)
         try:
-            found = fetcher.fetch(keyword, config.max_papers)
+            with report.timing("fetch"):
+                found = fetcher.fetch(keyword, config.max_papers)
         except FetchError as error:
             logger.error("%s", error)
             report.failures.append(str(error))
             continue
         report.keywords_fetched += 1
 
-        is_baseline = not store.is_known_keyword(keyword.name)
-        ids = store.merge_papers(keyword.name, found)
+        with report.timing("diff"):
+            is_baseline = not store.is_known_keyword(keyword.name)
+            ids = store.merge_papers(keyword.name, found)
+            if is_baseline:
+                store.add_keyword(keyword.name, day)
         if is_baseline:
-            store.add_keyword(keyword.name, day)
             report.baseline_keywords.append(keyword.name)
             logger.info(
                 "keyword %r fetched for the first time: %d papers recorded, "

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.message import EmailMessage
@@ -103,53 +104,75 @@ def prepare_daily_mails(
     return mails
 
 
-def make_transport(settings: Settings, day: date) -> Outbox | SmtpTransport:
-    """Return the SMTP transport when a host is set, else the outbox of day."""
+Transport = Outbox | SmtpTransport
+
+
+def make_transports(settings: Settings, day: date) -> list[Transport]:
+    """Return DIGEST_SMTP_CONNECTIONS SMTP transports, or the outbox of day."""
     if settings.smtp_host:
-        return SmtpTransport(settings)
-    return Outbox(settings.data_dir / "outbox" / day.isoformat())
+        return [SmtpTransport(settings) for _ in range(settings.smtp_connections)]
+    return [Outbox(settings.data_dir / "outbox" / day.isoformat())]
 
 
 async def deliver(
     mails: list[Mail],
-    transport: Outbox | SmtpTransport,
+    transports: Transport | Sequence[Transport],
     store: Store,
     day: date,
     now: Callable[[], datetime],
     kind: str = "daily",
     stop: threading.Event | None = None,
 ) -> DeliveryReport:
-    """Send the mails over one transport, recording each accepted or rejected one.
+    """Send the mails over the transports at once, recording each accepted or
+    rejected one as its reply arrives.
 
-    When stop is set, the mail being sent finishes and the rest stay pending.
+    Each transport is one connection that takes the next mail when it is free.
+    When stop is set, the mails being sent finish and the rest stay pending. A
+    transport that fails for good stops, and the others go on with the queue.
     """
     report = DeliveryReport()
     if not mails:
         logger.info("no mail to send")
         return report
+    if not isinstance(transports, Sequence):
+        transports = [transports]
 
-    handled = 0
-    try:
-        async with transport:
-            for mail in mails:
-                if stop is not None and stop.is_set():
-                    logger.info("stopping: %d mails left pending", len(mails) - handled)
-                    break
-                await send_and_record(mail, transport, store, day, now(), kind, report)
-                handled += 1
-    except DeliveryError as error:
-        failure = f"{error} ({len(mails) - handled} mails left pending)"
-        logger.error("%s", failure)
-        report.failures.append(failure)
-        return report
+    queue = deque(mails)
+    errors: list[DeliveryError] = []
 
-    logger.info("%d mails sent to %s", report.sent, transport.describe())
+    async def work(transport: Transport) -> None:
+        try:
+            async with transport:
+                while queue and not (stop is not None and stop.is_set()):
+                    mail = queue.popleft()
+                    try:
+                        await send_and_record(
+                            mail, transport, store, day, now(), kind, report
+                        )
+                    except DeliveryError:
+                        queue.appendleft(mail)  # still pending: another may send it
+                        raise
+        except DeliveryError as error:
+            logger.warning("%s; this connection stops", error)
+            errors.append(error)
+
+    await asyncio.gather(*(work(transport) for transport in transports))
+
+    if queue:
+        reason = str(errors[0]) if errors else "stopping"
+        failure = f"{reason} ({len(queue)} mails left pending)"
+        if errors:
+            logger.error("%s", failure)
+            report.failures.append(failure)
+        else:
+            logger.info("%s", failure)
+    logger.info("%d mails sent to %s", report.sent, transports[0].describe())
     return report
 
 
 async def send_and_record(
     mail: Mail,
-    transport: Outbox | SmtpTransport,
+    transport: Transport,
     store: Store,
     day: date,
     now: datetime,
@@ -178,5 +201,5 @@ def send_mails(
     stop: threading.Event | None = None,
 ) -> DeliveryReport:
     """Deliver the mails from synchronous code, on an event loop of its own."""
-    transport = make_transport(settings, day)
-    return asyncio.run(deliver(mails, transport, store, day, now, kind, stop))
+    transports = make_transports(settings, day)
+    return asyncio.run(deliver(mails, transports, store, day, now, kind, stop))

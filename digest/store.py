@@ -18,12 +18,14 @@ write replaces the file whole.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import os
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -42,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 STORE_FILE = "store.json"
 LOCK_FILE = ".lock"
+JOURNAL_FILE = "deliveries.journal"
 
 # Permission bits of files meant to be published: the README and the digests.
 PUBLISHED_FILE_MODE = 0o644
@@ -173,7 +176,13 @@ class Store:
         self.digests = self.db.table("digests")
         self.deliveries = self.db.table("deliveries")
         self.runs = self.db.table("runs")
-        self._paper_doc_ids = {doc["paper_id"]: doc.doc_id for doc in self.papers.all()}
+        self.journal_path = path.with_name(JOURNAL_FILE)
+        self._journal = self._read_journal()
+        self._index: dict[tuple[str, str], set[str]] | None = None
+        self._paper_doc_ids = {
+            record["paper_id"]: int(doc_id)
+            for doc_id, record in self._raw_table("papers").items()
+        }
 
     @classmethod
     def open(cls, data_dir: Path) -> Store:
@@ -260,9 +269,24 @@ class Store:
 
     def papers_of(self, keyword: str, limit: int) -> list[Paper]:
         """Return the keyword's newest stored papers by update time, newest first."""
-        records = [doc for doc in self.papers.all() if keyword in doc["keywords"]]
-        records.sort(key=lambda r: (r["updated_at"], r["paper_id"]), reverse=True)
-        return [Paper.from_record(record) for record in records[:limit]]
+        records = [
+            record
+            for record in self._raw_table("papers").values()
+            if keyword in record["keywords"]
+        ]
+        newest = heapq.nlargest(
+            limit, records, key=lambda r: (r["updated_at"], r["paper_id"])
+        )
+        return [Paper.from_record(record) for record in newest]
+
+    def _raw_table(self, name: str) -> dict[str, dict[str, Any]]:
+        """Return a table's documents by id as stored, for reading only.
+
+        TinyDB builds a Document object per record on every read, which costs
+        seconds for a table of a hundred thousand papers read twenty times.
+        """
+        data = self.db.storage.read() or {}
+        return data.get(name, {})
 
     def get_papers(self, paper_ids: Iterable[str]) -> dict[str, Paper]:
         """Return the stored papers with the given ids, by id."""
@@ -314,20 +338,20 @@ class Store:
         return new_ids, papers
 
     # Deliveries
+    #
+    # Rewriting the whole store after every accepted mail would cost one store
+    # dump per mail, so each record is first appended to a journal file and
+    # fsynced, and merge_journal moves the journal into the store in one write.
 
     def delivered_ids(self, day: date, email: str) -> set[str]:
         """Return the ids of the papers that accepted mails of day carried to email."""
-        delivered: set[str] = set()
-        for doc in self.deliveries.all():
-            is_match = doc["date"] == day.isoformat() and doc["email"] == email
-            if is_match and doc["status"] == "sent":
-                delivered.update(doc["paper_ids"])
-        return delivered
+        return set(self._delivery_index().get((day.isoformat(), email), ()))
 
     def deliveries_of(self, day: date) -> list[dict[str, Any]]:
         """Return the delivery records of a date, oldest first."""
         key = day.isoformat()
-        return [dict(doc) for doc in self.deliveries.all() if doc["date"] == key]
+        records = [dict(doc) for doc in self.deliveries.all() if doc["date"] == key]
+        return records + [r for r in self._journal if r["date"] == key]
 
     def record_delivery(
         self,
@@ -340,19 +364,74 @@ class Store:
     ) -> None:
         """Record one mail of day to email: sent when error is None, else failed.
 
-        kind is "daily" for the daily run and "resend" for a mail sent again by hand.
+        kind is "daily" for the daily run and "resend" for a mail sent again by
+        hand. The record is on disk when this returns.
         """
-        self.deliveries.insert(
-            {
-                "date": day.isoformat(),
-                "email": email,
-                "paper_ids": paper_ids,
-                "status": "sent" if error is None else "failed",
-                "error": error,
-                "kind": kind,
-                "at": now.isoformat(),
-            }
-        )
+        record = {
+            "id": uuid.uuid4().hex,
+            "date": day.isoformat(),
+            "email": email,
+            "paper_ids": paper_ids,
+            "status": "sent" if error is None else "failed",
+            "error": error,
+            "kind": kind,
+            "at": now.isoformat(),
+        }
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        try:
+            with self.journal_path.open("a", encoding="utf-8") as journal:
+                journal.write(line)
+                journal.flush()
+                os.fsync(journal.fileno())
+        except OSError as error:
+            raise StoreError(
+                f"{self.journal_path}: cannot record a delivery: {error}"
+            ) from None
+        self._journal.append(record)
+        self._add_to_index(record)
+
+    def merge_journal(self) -> None:
+        """Move the journal's records into the store with one write."""
+        if not self._journal:
+            return
+        known = {doc.get("id") for doc in self.deliveries.all()}
+        fresh = [record for record in self._journal if record["id"] not in known]
+        if fresh:
+            self.deliveries.insert_multiple(fresh)
+        self.journal_path.unlink(missing_ok=True)
+        self._journal = []
+
+    def _read_journal(self) -> list[dict[str, Any]]:
+        """Return the records of a journal left by an earlier process."""
+        try:
+            lines = self.journal_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            raise StoreError(f"{self.journal_path}: cannot read: {error}") from None
+        records = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                # Only the line being written when a process was killed can be cut.
+                logger.warning(
+                    "%s: line %d is incomplete; skipped", self.journal_path, number
+                )
+        return records
+
+    def _delivery_index(self) -> dict[tuple[str, str], set[str]]:
+        """Return the delivered paper ids by (date, address), built once."""
+        if self._index is None:
+            self._index = {}
+            for record in [*self.deliveries.all(), *self._journal]:
+                self._add_to_index(record)
+        return self._index
+
+    def _add_to_index(self, record: dict[str, Any]) -> None:
+        if self._index is not None and record["status"] == "sent":
+            key = (record["date"], record["email"])
+            self._index.setdefault(key, set()).update(record["paper_ids"])
 
     # Runs
 
@@ -427,7 +506,9 @@ def locked_store(
     try:
         store = Store(data_dir / STORE_FILE)
         try:
+            store.merge_journal()
             yield store
+            store.merge_journal()
         finally:
             store.close()
     finally:

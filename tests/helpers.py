@@ -38,6 +38,7 @@ def run_digest(
     arxiv: ArxivServer,
     *arguments: str,
     smtp: SmtpServer | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m digest` with settings pointing at the local servers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
@@ -54,6 +55,7 @@ def run_digest(
             DIGEST_SMTP_PORT=str(smtp.port),
             DIGEST_SMTP_SECURITY="none",
         )
+    env.update(extra_env or {})
     return subprocess.run(
         [sys.executable, "-m", "digest", *arguments],
         env=env,

@@ -108,6 +108,27 @@ def test_second_day_mails_new_papers(
     ]
     assert [paper_ids_in(m) for m in mails["zoe@example.org"]] == [[both]]
     assert "3 new papers, 3 mails sent, 0 failures" in result.stdout
+    # A pool of up to four connections, the default of DIGEST_SMTP_CONNECTIONS.
+    assert len({received.peer for received in smtp_server.messages}) <= 3
+
+
+def test_one_connection_when_configured(
+    tmp_path, arxiv_server, smtp_server, reference_papers
+):
+    two_day_setup(tmp_path, arxiv_server, smtp_server, reference_papers)
+
+    result = run_digest(
+        tmp_path,
+        arxiv_server,
+        "once",
+        "--date",
+        "2026-01-09",
+        smtp=smtp_server,
+        extra_env={"DIGEST_SMTP_CONNECTIONS": "1"},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert len(smtp_server.messages) == 3
     assert len({received.peer for received in smtp_server.messages}) == 1
 
 

@@ -69,7 +69,7 @@ def test_html_shows_text_and_runs_nothing(renderer):
     assert "49" not in html
     assert "{% raw %} {{ config }} &amp; &lt;b&gt;tags&lt;/b&gt;" in html
     assert "<img" not in html
-    assert "O'Brien &lt;ob@example.org&gt;" in html
+    assert "O&#39;Brien &lt;ob@example.org&gt;" in html
 
 
 def test_html_has_inlined_css(renderer):

@@ -9,7 +9,7 @@ import pytest
 from factories import make_paper
 
 from digest.errors import ConfigError, StoreError
-from digest.store import STORE_FILE, Store
+from digest.store import JOURNAL_FILE, STORE_FILE, Store, locked_store
 
 DAY = date(2026, 1, 9)
 NOW = datetime(2026, 1, 9, 6, 0, tzinfo=UTC)
@@ -189,3 +189,46 @@ def test_unwritable_data_dir_is_clear_error(tmp_path):
 
     with pytest.raises(ConfigError, match="DIGEST_DATA_DIR: .*cannot create"):
         Store.open(blocker / "data")
+
+
+def test_delivery_is_journaled_then_merged(tmp_path):
+    with locked_store(tmp_path) as store:
+        store.record_delivery(DAY, "a@example.org", ["2601.00001"], None, NOW)
+        journal = store.journal_path.read_text(encoding="utf-8")
+
+    data = json.loads((tmp_path / STORE_FILE).read_text(encoding="utf-8"))
+    assert journal.count("\n") == 1
+    assert not (tmp_path / JOURNAL_FILE).exists()
+    assert [d["email"] for d in data["deliveries"].values()] == ["a@example.org"]
+
+
+def test_journal_left_by_crash_is_merged_once(tmp_path):
+    store = Store.open(tmp_path)
+    store.record_delivery(DAY, "a@example.org", ["2601.00001"], None, NOW)
+    journal = tmp_path / JOURNAL_FILE
+    merged_line = journal.read_text("utf-8")
+    store.merge_journal()
+    store.record_delivery(DAY, "b@example.org", ["2601.00002"], None, NOW)
+    store.close()
+    # A kill between the store write and the journal's removal leaves a merged
+    # record in the journal, and a kill while appending leaves half a line.
+    cut_line = '{"date": "2026-01'
+    journal.write_text(merged_line + journal.read_text("utf-8") + cut_line, "utf-8")
+
+    with locked_store(tmp_path) as reopened:
+        records = reopened.deliveries_of(DAY)
+
+    assert sorted(r["email"] for r in records) == ["a@example.org", "b@example.org"]
+    assert not journal.exists()
+
+
+def test_unmerged_journal_counts_as_delivered(tmp_path):
+    store = Store.open(tmp_path)
+    store.record_delivery(DAY, "a@example.org", ["2601.00001"], None, NOW)
+    store.close()
+
+    reader = Store.open(tmp_path)
+
+    assert reader.delivered_ids(DAY, "a@example.org") == {"2601.00001"}
+    assert not (tmp_path / STORE_FILE).exists()
+    reader.close()
