@@ -427,9 +427,10 @@ def bench_store(work: Path, papers: int, days: int) -> None:
     size_before = store_path.stat().st_size
 
     floor_code = (
-        "import json; p = %r; d = json.load(open(p, encoding='utf-8'));"
+        f"import json; p = {str(store_path)!r};"
+        "d = json.load(open(p, encoding='utf-8'));"
         "open(p + '.copy', 'w', encoding='utf-8').write("
-        "json.dumps(d, ensure_ascii=False, separators=(',', ':')))" % str(store_path)
+        "json.dumps(d, ensure_ascii=False, separators=(',', ':')))"
     )
     floor_s, floor_rss = run_child(floor_code)
     baseline_s, baseline_rss = run_child("import digest.daily")
@@ -444,8 +445,8 @@ def bench_store(work: Path, papers: int, days: int) -> None:
             "from digest.config import load_config, Settings;"
             "from digest.daily import run_daily;"
             f"c = load_config(Path({str(config_path)!r}));"
-            f"s = Settings(DIGEST_DATA_DIR={str(data_dir)!r}, DIGEST_ARXIV_URL={server.url!r},"
-            " DIGEST_ARXIV_DELAY=0);"
+            f"s = Settings(DIGEST_DATA_DIR={str(data_dir)!r},"
+            f" DIGEST_ARXIV_URL={server.url!r}, DIGEST_ARXIV_DELAY=0);"
             "r = run_daily(c, s, date(2026, 1, 9));"
             "import json, sys; json.dump(r.phase_s, sys.stderr)"
         )
@@ -455,7 +456,8 @@ def bench_store(work: Path, papers: int, days: int) -> None:
     report(
         f"store: daily run over {papers:,} papers, {days:,} digests, 50 subscribers",
         f"{run_s - baseline_s:.1f} s, peak {run_rss / 1e6:.0f} MB",
-        f"one load and dump: {floor_s - baseline_s:.1f} s, peak {floor_rss / 1e6:.0f} MB",
+        f"one load and dump: {floor_s - baseline_s:.1f} s, "
+        f"peak {floor_rss / 1e6:.0f} MB",
         "meets target"
         if run_s - baseline_s <= 2 * (floor_s - baseline_s)
         and run_rss < 4 * size_before
