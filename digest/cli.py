@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
@@ -157,7 +158,7 @@ def add_resend(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     resend.add_argument(
         "--failed",
         action="store_true",
-        help="send only what failed, to those whose delivery failed",
+        help="send only what has not reached subscribers: failed or pending mails",
     )
 
 
@@ -368,8 +369,7 @@ def command_readme(arguments: argparse.Namespace) -> int:
 
 def command_health(arguments: argparse.Namespace) -> int:
     """Print whether the daemon is healthy."""
-    settings, config = load()
-    print(check_health(config, settings, utc_now()))
+    print(check_health(load_settings(), utc_now()))
     return 0
 
 
@@ -399,6 +399,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("digest: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away, as `digest history | head -1` does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -80,6 +80,8 @@ class Daemon:
         self.runs: set[asyncio.Task[None]] = set()
         self.scheduler: AsyncIOScheduler | None = None
         self.running_since: datetime | None = None
+        self.started_at = clock()
+        self.config_mtime = self.read_config_mtime()
 
     async def serve(self) -> None:
         """Run until stop() is called; raises StoreError if another daemon runs."""
@@ -114,10 +116,28 @@ class Daemon:
         logger.info("daemon stopped")
 
     async def beat(self) -> None:
-        """Write the heartbeat file now and every HEARTBEAT_INTERVAL_S seconds."""
+        """Write the heartbeat file now and every HEARTBEAT_INTERVAL_S seconds.
+
+        A configuration file that changed since the last beat is read again, so
+        a new schedule applies within one interval.
+        """
         while True:
+            self.reload_changed_config()
             self.write_heartbeat()
             await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+    def reload_changed_config(self) -> None:
+        """Read the configuration again if its file changed, unless a run is going."""
+        if self.read_config_mtime() != self.config_mtime and not self.runs:
+            self.reload_config()
+            self.log_next_run()
+
+    def read_config_mtime(self) -> float | None:
+        """Return when the configuration file last changed, None if unreadable."""
+        try:
+            return self.settings.config_path.stat().st_mtime
+        except OSError:
+            return None
 
     def write_heartbeat(self) -> None:
         """Record that the scheduler is alive, its next run and any current run."""
@@ -126,6 +146,9 @@ class Daemon:
         next_run = job.next_run_time if job is not None else None
         state = {
             "pid": os.getpid(),
+            "started_at": self.started_at.isoformat(),
+            "schedule": self.config.schedule,
+            "timezone": self.config.timezone,
             "heartbeat_at": self.clock().isoformat(),
             "next_run_at": next_run.isoformat() if next_run else None,
             "running_since": (
@@ -172,16 +195,18 @@ class Daemon:
             self.start_run(missed, "catching up a missed scheduled run")
 
     def missed_date(self) -> date | None:
-        """Return the date of the latest scheduled run if it never completed."""
+        """Return the date of the latest scheduled run if no run of it, or of a
+        later date, has completed."""
         latest = self.config.trigger().previous_fire_time(self.clock())
         if latest is None:
             return None
         day = digest_date(latest, self.config.zone)
         store = Store.open(self.settings.data_dir)
         try:
-            return None if store.has_completed_run(day) else day
+            completed = store.latest_completed_run()
         finally:
             store.close()
+        return None if completed is not None and completed >= day else day
 
     async def fire(self) -> None:
         """Run the job for today's date; called by the scheduler."""
@@ -226,6 +251,7 @@ class Daemon:
 
     def reload_config(self) -> None:
         """Read the configuration again, keeping the last valid one on error."""
+        self.config_mtime = self.read_config_mtime()
         try:
             config = load_config(self.settings.config_path)
         except ConfigError as error:

@@ -166,7 +166,8 @@ async def deliver(
             report.failures.append(failure)
         else:
             logger.info("%s", failure)
-    logger.info("%d mails sent to %s", report.sent, transports[0].describe())
+    noun = "mail" if report.sent == 1 else "mails"
+    logger.info("%d %s sent to %s", report.sent, noun, transports[0].describe())
     return report
 
 

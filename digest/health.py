@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from .config import DigestConfig, Settings
+from .config import Settings
 from .daemon import HEARTBEAT_FILE, HEARTBEAT_INTERVAL_S
 from .errors import DigestError
-from .schedule import digest_date
+from .schedule import CrontabTrigger, digest_date
 from .store import Store
 
 # A heartbeat older than three intervals means the event loop is stuck or gone.
@@ -34,6 +35,8 @@ def read_heartbeat(settings: Settings) -> dict[str, Any]:
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
         datetime.fromisoformat(state["heartbeat_at"])
+        datetime.fromisoformat(state["started_at"])
+        CrontabTrigger(state["schedule"], ZoneInfo(state["timezone"]))
     except FileNotFoundError:
         raise UnhealthyError(
             f"{path}: no heartbeat; is 'digest run' running?"
@@ -43,8 +46,12 @@ def read_heartbeat(settings: Settings) -> dict[str, Any]:
     return dict(state)
 
 
-def check_health(config: DigestConfig, settings: Settings, now: datetime) -> str:
-    """Return a one-line description of a healthy daemon, or raise UnhealthyError."""
+def check_health(settings: Settings, now: datetime) -> str:
+    """Return a one-line description of a healthy daemon, or raise UnhealthyError.
+
+    The schedule comes from the heartbeat, so the check judges the daemon by
+    the configuration it runs with, even while the file holds an invalid edit.
+    """
     state = read_heartbeat(settings)
     age = now - datetime.fromisoformat(state["heartbeat_at"])
     if age > STALE_AFTER:
@@ -52,10 +59,16 @@ def check_health(config: DigestConfig, settings: Settings, now: datetime) -> str
             f"scheduler not running: last heartbeat {age.total_seconds():.0f} s ago"
         )
 
-    latest = config.trigger().previous_fire_time(now)
-    if latest is not None and now - latest > OVERDUE_AFTER:
-        day = digest_date(latest, config.zone)
-        if state.get("running_since") is None and not has_completed_run(settings, day):
+    zone = ZoneInfo(state["timezone"])
+    latest = CrontabTrigger(state["schedule"], zone).previous_fire_time(now)
+    started_at = datetime.fromisoformat(state["started_at"])
+    # A run due before the daemon started was caught up or replaced by --now.
+    is_due = latest is not None and latest > started_at
+    if is_due and latest is not None and now - latest > OVERDUE_AFTER:
+        day = digest_date(latest, zone)
+        completed = latest_completed_run(settings)
+        is_done = completed is not None and completed >= day
+        if state.get("running_since") is None and not is_done:
             raise UnhealthyError(
                 f"run of {day.isoformat()} overdue: due at {latest.isoformat()}, "
                 "not completed; see the daemon's log"
@@ -64,10 +77,10 @@ def check_health(config: DigestConfig, settings: Settings, now: datetime) -> str
     return f"healthy: heartbeat {seconds:.0f} s ago, next run {state['next_run_at']}"
 
 
-def has_completed_run(settings: Settings, day: date) -> bool:
-    """Return whether the store records a completed run of day."""
+def latest_completed_run(settings: Settings) -> date | None:
+    """Return the latest date whose daily run completed, from the store."""
     store = Store.open(settings.data_dir)
     try:
-        return store.has_completed_run(day)
+        return store.latest_completed_run()
     finally:
         store.close()

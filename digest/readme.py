@@ -92,7 +92,7 @@ def render_readme(
     """Render the README from (keyword name, newest papers) pairs in page order."""
     parts = [HEADER.format(max_papers=max_papers, day=day.isoformat())]
     for name, papers in sections:
-        parts.append(f"## {name}\n")
+        parts.append(f"## {escape_cell(name)}\n")
         parts.append(TABLE_HEAD)
         parts.extend(format_row(paper) for paper in papers)
         parts.append("\n")

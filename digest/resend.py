@@ -30,7 +30,9 @@ def find_subscribers(config: DigestConfig, addresses: list[str]) -> list[Subscri
             raise UsageError(
                 f"--to: {address} is not a subscriber in the configuration"
             )
-        found.append(by_address[normalized.casefold()])
+        subscriber = by_address[normalized.casefold()]
+        if subscriber not in found:
+            found.append(subscriber)
     return found
 
 
@@ -54,8 +56,9 @@ def resend_digest(
 ) -> DeliveryReport:
     """Send the digest of day again to everyone due it, or to the given addresses.
 
-    With only_failed, only subscribers whose delivery failed get a mail, with the
-    papers that have not reached them. Every mail is recorded as a resend.
+    With only_failed, only subscribers whose delivery failed or is still pending
+    get a mail, with the papers that have not reached them. Every mail is
+    recorded as a resend.
     """
     chosen = find_subscribers(config, addresses) if addresses else None
     with locked_store(settings.data_dir) as store:
@@ -87,7 +90,7 @@ def prepare_resend_mails(
                     f"{archive.day.isoformat()}"
                 )
             continue
-        if only_failed and status != "failed":
+        if only_failed and status == "sent":
             continue
         delivered = store.delivered_ids(archive.day, subscriber.email)
         exclude = delivered if only_failed else set()

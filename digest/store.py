@@ -451,6 +451,11 @@ class Store:
         """Return whether a daily run of day has completed."""
         return any(doc["date"] == day.isoformat() for doc in self.runs.all())
 
+    def latest_completed_run(self) -> date | None:
+        """Return the latest date whose daily run completed, if any."""
+        dates = [date.fromisoformat(doc["date"]) for doc in self.runs.all()]
+        return max(dates, default=None)
+
     def digest_dates(self) -> list[date]:
         """Return the dates with an archived digest, oldest first."""
         return sorted(date.fromisoformat(doc["date"]) for doc in self.digests.all())

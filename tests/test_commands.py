@@ -33,7 +33,7 @@ DAY_ONE = "2026-01-08"
 DAY_TWO = "2026-01-09"
 SUBSCRIBERS = ["alice@example.org", "bob@example.org", "zoe@example.org"]
 SMTP_PASSWORD = "pw-7f3a9c-must-not-be-printed"
-COMMANDS = ["once", "run", "resend", "preview", "check", "history", "readme"]
+COMMANDS = ["once", "run", "resend", "preview", "check", "history", "readme", "health"]
 
 
 def run_digest_with_env(
@@ -206,6 +206,11 @@ def test_resend_is_recorded_as_resend(tmp_path, arxiv_server, smtp_server, day_t
             "2 mails resent, 0 failures",
             id="two-addresses",
         ),
+        pytest.param(
+            ["alice@example.org", "Alice@Example.org"],
+            "1 mail resent, 0 failures",
+            id="same-address-twice",
+        ),
     ],
 )
 def test_resend_to_chosen_subscribers(
@@ -227,10 +232,42 @@ def test_resend_to_chosen_subscribers(
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"{DAY_TWO}: {summary}"]
     resent_ids = ids_by_recipient(smtp_server)
+    chosen = sorted({address.lower() for address in chosen})
     for address in chosen:
         assert resent_ids[address] == first_ids[address] * 2
     for address in sorted(set(SUBSCRIBERS) - set(chosen)):
         assert resent_ids[address] == first_ids[address]
+
+
+def test_resend_failed_sends_pending_mails(
+    tmp_path, arxiv_server, smtp_server, closed_port, reference_papers
+):
+    two_day_setup(tmp_path, arxiv_server, smtp_server, reference_papers)
+    unreachable = SmtpServer(
+        host=SMTP_HOST, port=closed_port, handler=smtp_server.handler
+    )
+    day_run = run_digest(
+        tmp_path, arxiv_server, "once", "--date", DAY_TWO, smtp=unreachable
+    )
+    assert day_run.returncode == 1
+    before = run_digest(tmp_path, arxiv_server, "history")
+    assert f"{DAY_TWO}: 3 new papers, 0 sent, 0 failed, 3 pending" in before.stdout
+
+    result = run_digest(
+        tmp_path,
+        arxiv_server,
+        "resend",
+        "--date",
+        DAY_TWO,
+        "--failed",
+        smtp=smtp_server,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"{DAY_TWO}: 3 mails resent, 0 failures"]
+    assert sorted(ids_by_recipient(smtp_server)) == sorted(SUBSCRIBERS)
+    after = run_digest(tmp_path, arxiv_server, "history")
+    assert f"{DAY_TWO}: 3 new papers, 3 sent, 0 failed, 0 pending" in after.stdout
 
 
 def test_resend_failed_mails_only_failed(

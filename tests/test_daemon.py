@@ -127,7 +127,7 @@ async def test_heartbeat_written_and_removed(daemon_env, shifted_clock):
     serving = asyncio.create_task(daemon.serve())
 
     await wait_for(lambda: (data_dir / HEARTBEAT_FILE).exists())
-    healthy = check_health(daemon.config, settings, clock())
+    healthy = check_health(settings, clock())
     daemon.stop()
     await serving
 
@@ -212,6 +212,41 @@ async def test_invalid_edit_keeps_last_config(daemon_env, shifted_clock, caplog)
 
     assert "keeping the last valid configuration" in caplog.text
     assert "## Video Anomaly Detection" in (data_dir / "README.md").read_text("utf-8")
+
+
+async def test_catch_up_skips_older_date(daemon_env, shifted_clock, arxiv_server):
+    write_schedule(daemon_env, "0 6 * * *", "UTC")
+    data_dir = daemon_env / "data"
+    clock = shifted_clock(datetime(2026, 12, 4, 10, 0, tzinfo=UTC))
+    record_run(data_dir, date(2026, 12, 5))
+    daemon = Daemon(load_settings(), clock=clock)
+    serving = asyncio.create_task(daemon.serve())
+
+    await asyncio.sleep(0.5)
+    daemon.stop()
+    await serving
+
+    assert arxiv_server.requests == []
+    assert completed_runs(data_dir) == [date(2026, 12, 5)]
+
+
+async def test_schedule_edit_applies_without_run(daemon_env, shifted_clock):
+    write_schedule(daemon_env, "0 6 * * *", "UTC")
+    data_dir = daemon_env / "data"
+    clock = shifted_clock(datetime(2026, 12, 4, 5, 0, tzinfo=UTC))
+    record_run(data_dir, date(2026, 12, 3))
+    daemon = Daemon(load_settings(), clock=clock)
+    serving = asyncio.create_task(daemon.serve())
+    await asyncio.sleep(0.1)
+
+    write_schedule(daemon_env, "30 7 * * *", "UTC")
+    os.utime(daemon_env / "subscribers.yaml", (1, 1))
+    daemon.reload_changed_config()
+    job = daemon.scheduler.get_job("daily")
+    daemon.stop()
+    await serving
+
+    assert (job.next_run_time.hour, job.next_run_time.minute) == (7, 30)
 
 
 async def test_edited_schedule_is_used(daemon_env, shifted_clock):
