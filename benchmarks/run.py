@@ -69,6 +69,18 @@ def report(benchmark: str, measured: str, floor: str, verdict: str) -> None:
     print(f"  {benchmark}: {measured} | floor {floor} | {verdict}", file=sys.stderr)
 
 
+def verdict(*targets: tuple[str, bool]) -> str:
+    """Return which targets are met and which are missed."""
+    met = [name for name, is_met in targets if is_met]
+    missed = [name for name, is_met in targets if not is_met]
+    parts = []
+    if met:
+        parts.append("meets " + " and ".join(met))
+    if missed:
+        parts.append("misses " + " and ".join(missed))
+    return "; ".join(parts)
+
+
 def keyword_names(count: int) -> list[str]:
     return [f"Topic {number:02d}" for number in range(count)]
 
@@ -127,14 +139,14 @@ def make_subscribers(count: int, keywords: list[str], rng: random.Random) -> lis
 
 
 def serve_days(server: ArxivServer, keywords: list[str], new_per_keyword: int) -> dict:
-    """Serve day one; return day two's answers, with new papers on top."""
+    """Serve day one; return day two's results, with new papers on top."""
     day_one, day_two = make_days(keywords, new_per_keyword)
     server.set_papers(day_one)
     return day_two
 
 
 def make_days(keywords: list[str], new_per_keyword: int) -> tuple[dict, dict]:
-    """Return the answers of day one and day two, by arXiv query."""
+    """Return the results of day one and day two, by arXiv query."""
     rng = random.Random(7)
     day_one, day_two = {}, {}
     number = 0
@@ -318,9 +330,10 @@ def bench_delivery(work: Path, subscriber_count: int) -> dict[str, float]:
         f"{product_rate:.0f} mails/s ({product_rate / pool_rate:.0%} of the pool)",
         f"raw aiosmtplib, pool of 4: {pool_rate:.0f}/s; one connection: "
         f"{single_rate:.0f}/s; new connection per mail: {naive_rate:.0f}/s",
-        "meets target"
-        if product_rate >= 0.8 * pool_rate and product_rate >= 5 * naive_rate
-        else "misses target (80% of the pool and 5x the naive loop)",
+        verdict(
+            ("80% of the pool", product_rate >= 0.8 * pool_rate),
+            ("5x the naive loop", product_rate >= 5 * naive_rate),
+        ),
     )
     return result.phase_s
 
@@ -448,26 +461,33 @@ def bench_store(work: Path, papers: int, days: int) -> None:
             f"s = Settings(DIGEST_DATA_DIR={str(data_dir)!r},"
             f" DIGEST_ARXIV_URL={server.url!r}, DIGEST_ARXIV_DELAY=0);"
             "r = run_daily(c, s, date(2026, 1, 9));"
-            "import json, sys; json.dump(r.phase_s, sys.stderr)"
+            "import json;"
+            f"Path({str(work / 'phases.json')!r}).write_text(json.dumps(r.phase_s))"
         )
         run_s, run_rss = run_child(run_code)
     size_after = store_path.stat().st_size
+    phases = json.loads((work / "phases.json").read_text())
+    # The store's share: the run without start-up, the arXiv requests, the
+    # rendering of mails and their sending.
+    store_s = run_s - baseline_s - phases["fetch"] - phases["render"] - phases["send"]
 
     report(
         f"store: daily run over {papers:,} papers, {days:,} digests, 50 subscribers",
-        f"{run_s - baseline_s:.1f} s, peak {run_rss / 1e6:.0f} MB",
+        f"store work {store_s:.1f} s of a {run_s - baseline_s:.1f} s run, "
+        f"peak {run_rss / 1e6:.0f} MB",
         f"one load and dump: {floor_s - baseline_s:.1f} s, "
         f"peak {floor_rss / 1e6:.0f} MB",
-        "meets target"
-        if run_s - baseline_s <= 2 * (floor_s - baseline_s)
-        and run_rss < 4 * size_before
-        else "misses target (2x the floor, memory under 4x the file)",
+        verdict(
+            ("2x the floor", store_s <= 2 * (floor_s - baseline_s)),
+            ("memory under 4x the file", run_rss < 4 * size_before),
+        ),
     )
+    growth_mb = (size_after - size_before) / 1e6
     report(
         "store file size",
-        f"{size_before / 1e6:.0f} MB before the run, {size_after / 1e6:.0f} MB after",
+        f"{size_before / 1e6:.0f} MB before the run, {growth_mb:+.1f} MB after it",
         "grows with papers kept, not with runs",
-        "grows with every run: no retention yet",
+        "no retention: digests and deliveries are never pruned",
     )
 
 
@@ -503,9 +523,7 @@ def bench_rendering(count: int) -> None:
         f"rendering {count:,} HTML digests",
         f"{product_ms:.2f} ms per digest",
         f"plain Jinja2, same template and data: {plain_ms:.2f} ms",
-        "meets target"
-        if product_ms <= 2 * plain_ms
-        else "misses target: CSS inlined per mail",
+        verdict(("2x plain Jinja2", product_ms <= 2 * plain_ms)),
     )
 
 

@@ -45,7 +45,7 @@ class TimeoutSession(requests.Session):
     """A requests session whose every request completes within timeout_s seconds.
 
     requests applies its timeout to each socket operation, so a server that
-    sends one byte at a time could hold a request forever; the body is read
+    sends one byte at a time could hold a request forever. The body is read
     here against a deadline for the whole request instead.
     """
 

@@ -30,7 +30,7 @@ def utc_now() -> datetime:
 
 @dataclass
 class RunReport:
-    """What a daily run did, for the summary line and the exit status."""
+    """The outcome of a daily run, for the summary line and the exit status."""
 
     day: date
     keywords_fetched: int = 0
@@ -87,7 +87,7 @@ def check_output_path(path: Path) -> None:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How a daily run behaves beyond its configuration."""
+    """Options of a daily run beyond its configuration."""
 
     readme_path: Path | None = None
     # Seconds to wait for another process that holds the data directory's lock.

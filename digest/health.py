@@ -50,7 +50,7 @@ def check_health(settings: Settings, now: datetime) -> str:
     """Return a one-line description of a healthy daemon, or raise UnhealthyError.
 
     The schedule comes from the heartbeat, so the check judges the daemon by
-    the configuration it runs with, even while the file holds an invalid edit.
+    the configuration it runs with, even while the file has an invalid edit.
     """
     state = read_heartbeat(settings)
     age = now - datetime.fromisoformat(state["heartbeat_at"])

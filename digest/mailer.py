@@ -175,7 +175,7 @@ class SmtpTransport:
         self.client = client
 
     async def close(self) -> None:
-        """Say QUIT when the connection is still open; never raise."""
+        """Say QUIT when the connection is still open; errors of QUIT are dropped."""
         client, self.client = self.client, None
         if client is None or not client.is_connected:
             return

@@ -34,7 +34,7 @@ class Section:
 
 @dataclass(frozen=True)
 class Digest:
-    """What one mail or one archived digest file shows."""
+    """The papers of one mail or of one archived digest file, by keyword."""
 
     day: date
     sections: tuple[Section, ...]

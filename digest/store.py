@@ -240,7 +240,7 @@ class Store:
         seen: set[str] = set()
         for paper in papers:
             if paper.paper_id in seen:
-                continue  # listed twice in one answer
+                continue  # listed twice in one response
             seen.add(paper.paper_id)
             doc_id = self._paper_doc_ids.get(paper.paper_id)
             if doc_id is None:

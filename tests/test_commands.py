@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from arxiv_server import ArxivServer, RecordedPaper
+from arxiv_server import RecordedPaper
 from conftest import SMTP_HOST, SmtpServer
 from helpers import (
     MLLM,
@@ -34,42 +34,6 @@ DAY_TWO = "2026-01-09"
 SUBSCRIBERS = ["alice@example.org", "bob@example.org", "zoe@example.org"]
 SMTP_PASSWORD = "pw-7f3a9c-must-not-be-printed"
 COMMANDS = ["once", "run", "resend", "preview", "check", "history", "readme", "health"]
-
-
-def run_digest_with_env(
-    tmp_path: Path,
-    arxiv: ArxivServer,
-    *arguments: str,
-    smtp: SmtpServer | None = None,
-    extra_env: dict[str, str],
-) -> subprocess.CompletedProcess[str]:
-    """Run `python -m digest` as helpers.run_digest does, with more variables.
-
-    helpers.run_digest drops every DIGEST_* variable of this process and takes no
-    environment argument, so this builds the same environment and adds extra_env.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update(
-        DIGEST_CONFIG=str(tmp_path / "subscribers.yaml"),
-        DIGEST_DATA_DIR=str(tmp_path / "data"),
-        DIGEST_ARXIV_URL=arxiv.url,
-        DIGEST_ARXIV_DELAY="0",
-        DIGEST_ARXIV_TIMEOUT="5",
-    )
-    if smtp is not None:
-        env.update(
-            DIGEST_SMTP_HOST=smtp.host,
-            DIGEST_SMTP_PORT=str(smtp.port),
-            DIGEST_SMTP_SECURITY="none",
-        )
-    env.update(extra_env)
-    return subprocess.run(
-        [sys.executable, "-m", "digest", *arguments],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def run_without_settings(*arguments: str) -> subprocess.CompletedProcess[str]:
@@ -466,7 +430,7 @@ def test_check_lists_without_contacting(
 def test_check_smtp_connects(tmp_path, arxiv_server, smtp_server):
     write_three_subscribers(tmp_path)
 
-    result = run_digest_with_env(
+    result = run_digest(
         tmp_path,
         arxiv_server,
         "check",
@@ -507,7 +471,7 @@ def test_check_smtp_failure_exits_1(
     port = closed_port if use_closed_port else smtp_server.port
     server = SmtpServer(host=SMTP_HOST, port=port, handler=smtp_server.handler)
 
-    result = run_digest_with_env(
+    result = run_digest(
         tmp_path,
         arxiv_server,
         "check",
