@@ -482,12 +482,11 @@ def bench_store(work: Path, papers: int, days: int) -> None:
             ("memory under 4x the file", run_rss < 4 * size_before),
         ),
     )
-    growth_mb = (size_after - size_before) / 1e6
     report(
         "store file size",
-        f"{size_before / 1e6:.0f} MB before the run, {growth_mb:+.1f} MB after it",
+        f"{size_before / 1e6:.0f} MB before the run, {size_after / 1e6:.0f} MB after",
         "grows with papers kept, not with runs",
-        "no retention: digests and deliveries are never pruned",
+        verdict(("no growth by run", size_after <= size_before)),
     )
 
 

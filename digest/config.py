@@ -142,6 +142,8 @@ class DigestConfig(BaseModel):
 
     keywords: tuple[Keyword, ...] = Field(min_length=1)
     max_papers: int = Field(default=100, ge=1, le=MAX_PAPERS_LIMIT, strict=True)
+    # Days that archived digests and delivery records are kept, for resends.
+    archive_days: int = Field(default=365, ge=1, le=36500, strict=True)
     sender: str
     subscribers: tuple[Subscriber, ...] = ()
     # When the daemon runs, as a crontab(5) line in the timezone below.

@@ -2,7 +2,10 @@
 
 Tables:
 - papers: one document per paper id (without version), the latest version's
-  record plus the names of the keywords that have listed it;
+  record plus the names of the keywords that have listed it; papers that no
+  README row needs are pruned;
+- seen: per keyword, every paper id it has ever listed, so that a pruned paper
+  that comes back is not new;
 - keywords: when each keyword was first fetched, so that its first papers form
   a baseline that is recorded but mailed to nobody;
 - digests: per date, the ids of the papers each keyword found new that day;
@@ -28,7 +31,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +123,7 @@ REQUIRED_FIELDS = {
     "digests": {"date", "keywords", "papers"},
     "deliveries": {"date", "email", "paper_ids", "status"},
     "runs": {"date"},
+    "seen": {"keyword", "ids"},
 }
 
 
@@ -176,6 +180,8 @@ class Store:
         self.digests = self.db.table("digests")
         self.deliveries = self.db.table("deliveries")
         self.runs = self.db.table("runs")
+        self.seen = self.db.table("seen")
+        self._seen_ids: dict[str, set[str]] = {}
         self.journal_path = path.with_name(JOURNAL_FILE)
         self._journal = self._read_journal()
         self._index: dict[tuple[str, str], set[str]] | None = None
@@ -237,21 +243,21 @@ class Store:
         new_ids: list[str] = []
         changes: dict[str, dict[str, Any]] = {}
         inserts: list[dict[str, Any]] = []
-        seen: set[str] = set()
+        listed: set[str] = set()
+        seen = self.seen_ids(keyword)
         for paper in papers:
-            if paper.paper_id in seen:
+            if paper.paper_id in listed:
                 continue  # listed twice in one response
-            seen.add(paper.paper_id)
+            listed.add(paper.paper_id)
+            if paper.paper_id not in seen:
+                new_ids.append(paper.paper_id)
             doc_id = self._paper_doc_ids.get(paper.paper_id)
             if doc_id is None:
                 inserts.append({**paper.to_record(), "keywords": [keyword]})
-                new_ids.append(paper.paper_id)
                 continue
             stored = self.papers.get(doc_id=doc_id)
             assert isinstance(stored, Document)
             fields = updated_fields(stored, paper, keyword)
-            if keyword not in stored["keywords"]:
-                new_ids.append(paper.paper_id)
             if fields:
                 changes[paper.paper_id] = fields
 
@@ -265,7 +271,76 @@ class Store:
             doc_ids = self.papers.insert_multiple(inserts)
             for record, doc_id in zip(inserts, doc_ids, strict=True):
                 self._paper_doc_ids[record["paper_id"]] = doc_id
+        if new_ids:
+            seen.update(new_ids)
+            self.seen.upsert(
+                {"keyword": keyword, "ids": sorted(seen)},
+                lambda doc: doc["keyword"] == keyword,
+            )
         return new_ids
+
+    def seen_ids(self, keyword: str) -> set[str]:
+        """Return every paper id the keyword has listed, pruned papers included."""
+        if keyword not in self._seen_ids:
+            ids: set[str] = set()
+            for doc in self._raw_table("seen").values():
+                if doc["keyword"] == keyword:
+                    ids.update(doc["ids"])
+            # Stores written before the seen table know a keyword's papers only
+            # from the papers table.
+            for record in self._raw_table("papers").values():
+                if keyword in record["keywords"]:
+                    ids.add(record["paper_id"])
+            self._seen_ids[keyword] = ids
+        return self._seen_ids[keyword]
+
+    def prune(self, today: date, archive_days: int, kept: dict[str, int]) -> None:
+        """Remove what neither a README row nor a retained digest needs.
+
+        Digests, deliveries and runs dated more than archive_days before today
+        go. Paper records go unless they are among the kept[keyword] newest of a
+        keyword still configured; their ids stay in the seen table.
+        """
+        cutoff = (today - timedelta(days=archive_days)).isoformat()
+        for table in (self.digests, self.deliveries, self.runs):
+            old = [
+                int(doc_id)
+                for doc_id, doc in self._raw_table(table.name).items()
+                if doc["date"] < cutoff
+            ]
+            if old:
+                table.remove(doc_ids=old)
+
+        needed = {
+            paper.paper_id
+            for keyword, limit in kept.items()
+            for paper in self.papers_of(keyword, limit)
+        }
+        papers = self._raw_table("papers").values()
+        listed_by = {name for record in papers for name in record["keywords"]}
+        for keyword in listed_by | set(kept):
+            self.seen_ids(keyword)  # remember ids before their records go
+        unneeded = [
+            int(doc_id)
+            for doc_id, record in self._raw_table("papers").items()
+            if record["paper_id"] not in needed
+        ]
+        if unneeded:
+            self._save_seen()
+            self.papers.remove(doc_ids=unneeded)
+            self._paper_doc_ids = {
+                record["paper_id"]: int(doc_id)
+                for doc_id, record in self._raw_table("papers").items()
+            }
+            self._index = None
+
+    def _save_seen(self) -> None:
+        """Write the seen ids of every keyword loaded so far."""
+        for keyword, ids in self._seen_ids.items():
+            self.seen.upsert(
+                {"keyword": keyword, "ids": sorted(ids)},
+                lambda doc, name=keyword: doc["keyword"] == name,
+            )
 
     def papers_of(self, keyword: str, limit: int) -> list[Paper]:
         """Return the keyword's newest stored papers by update time, newest first."""

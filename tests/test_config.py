@@ -205,6 +205,12 @@ def with_keywords(keywords: str) -> str:
 BROKEN_FILES = [
     BrokenFile("yaml-syntax", "keywords: [a\nsender: x\n", "line 2"),
     BrokenFile(
+        "archive-days-zero",
+        VALID_HEADER + "archive_days: 0\n",
+        "greater than or equal to 1",
+        "archive_days",
+    ),
+    BrokenFile(
         "schedule-never-fires",
         VALID_HEADER + "schedule: '0 6 30 2 *'\n",
         "never fires",

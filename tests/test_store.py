@@ -232,3 +232,59 @@ def test_unmerged_journal_counts_as_delivered(tmp_path):
     assert reader.delivered_ids(DAY, "a@example.org") == {"2601.00001"}
     assert not (tmp_path / STORE_FILE).exists()
     reader.close()
+
+
+def test_prune_keeps_readme_rows_only(store):
+    papers = [
+        make_paper(f"2601.0000{i}", updated_at=NOW + timedelta(hours=i))
+        for i in range(1, 6)
+    ]
+    store.merge_papers("K", papers)
+
+    store.prune(DAY, archive_days=365, kept={"K": 2})
+
+    assert [p.paper_id for p in store.papers_of("K", limit=10)] == [
+        "2601.00005",
+        "2601.00004",
+    ]
+    assert len(store.papers.all()) == 2
+
+
+def test_pruned_paper_is_not_new_again(store):
+    old = make_paper("2601.00001", updated_at=NOW - timedelta(days=30))
+    store.merge_papers("K", [old, make_paper("2601.00002")])
+    store.prune(DAY, archive_days=365, kept={"K": 1})
+
+    revised = make_paper("2601.00001", version=2, updated_at=NOW + timedelta(days=1))
+    new_ids = reopen(store).merge_papers("K", [revised])
+
+    assert new_ids == []
+
+
+def test_pruned_keyword_papers_stay_seen(store):
+    store.merge_papers("Old", [make_paper("2601.00001")])
+    store.prune(DAY, archive_days=365, kept={"New": 100})
+
+    reopened = reopen(store)
+
+    assert reopened.papers.all() == []
+    assert reopened.merge_papers("Old", [make_paper("2601.00001")]) == []
+    reopened.close()
+
+
+def test_prune_drops_old_archive_records(store):
+    paper = make_paper("2601.00001")
+    old_day = DAY - timedelta(days=400)
+    for day in (old_day, DAY):
+        store.archive_digest(day, {"K": ["2601.00001"]}, {"2601.00001": paper})
+        store.record_run(day, NOW, NOW)
+        store.record_delivery(day, "a@example.org", ["2601.00001"], None, NOW)
+    store.merge_journal()
+
+    store.prune(DAY, archive_days=365, kept={"K": 100})
+
+    assert store.digest_dates() == [DAY]
+    assert store.deliveries_of(old_day) == []
+    assert store.delivered_ids(DAY, "a@example.org") == {"2601.00001"}
+    assert store.latest_completed_run() == DAY
+    assert not store.has_completed_run(old_day)
