@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -185,6 +185,7 @@ class Store:
         self.journal_path = path.with_name(JOURNAL_FILE)
         self._journal = self._read_journal()
         self._index: dict[tuple[str, str], set[str]] | None = None
+        self._after_flush: list[Callable[[], None]] = []
         self._paper_doc_ids = {
             record["paper_id"]: int(doc_id)
             for doc_id, record in self._raw_table("papers").items()
@@ -208,8 +209,7 @@ class Store:
         papers recorded as seen and the digest that lists them as new are
         written together or not at all.
         """
-        storage = self.db.storage
-        assert isinstance(storage, AtomicJSONStorage)
+        storage = self._storage()
         storage.deferred = True
         try:
             yield
@@ -217,10 +217,12 @@ class Store:
             storage.deferred = False
             storage.dirty = False
             storage.loaded = False  # read the file again: memory has half a batch
+            self._after_flush = []
             raise
         storage.deferred = False
         if storage.dirty:
             storage.flush()
+        self._run_after_flush()
 
     # Keywords
 
@@ -473,8 +475,22 @@ class Store:
         fresh = [record for record in self._journal if record["id"] not in known]
         if fresh:
             self.deliveries.insert_multiple(fresh)
-        self.journal_path.unlink(missing_ok=True)
         self._journal = []
+        # Inside a batch the records reach the file only when the batch ends, and
+        # the journal must outlive them until then.
+        self._after_flush.append(lambda: self.journal_path.unlink(missing_ok=True))
+        if not self._storage().deferred:
+            self._run_after_flush()
+
+    def _storage(self) -> AtomicJSONStorage:
+        storage = self.db.storage
+        assert isinstance(storage, AtomicJSONStorage)
+        return storage
+
+    def _run_after_flush(self) -> None:
+        actions, self._after_flush = self._after_flush, []
+        for action in actions:
+            action()
 
     def _read_journal(self) -> list[dict[str, Any]]:
         """Return the records of a journal left by an earlier process."""

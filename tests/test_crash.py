@@ -114,13 +114,13 @@ def test_kill_at_any_moment_loses_nothing(tmp_path, day_two, arxiv_server, smtp_
     smtp_server.handler.delay_s = 0.05
     baseline_ids = stored_paper_ids(template)
 
-    # A clean run gives the papers each subscriber is due, and the run's length.
+    # A clean run gives the papers each subscriber is due, and when sending
+    # starts and ends, so that half the kills land before it and half during it.
     clean = tmp_path / "clean"
     shutil.copytree(template, clean)
-    started = time.monotonic()
-    result = run_once(digest_env(clean, config, arxiv_server.url, smtp_server))
-    run_s = time.monotonic() - started
-    assert result.returncode == 0, result.stderr
+    first_s, last_s = time_clean_run(
+        digest_env(clean, config, arxiv_server.url, smtp_server), smtp_server
+    )
     due = {
         address: sorted(ids[0])
         for address, ids in delivered_by_mail(smtp_server.messages).items()
@@ -140,7 +140,7 @@ def test_kill_at_any_moment_loses_nothing(tmp_path, day_two, arxiv_server, smtp_
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(run_s * (moment + 0.5) / KILL_MOMENTS)
+        time.sleep(kill_moment(moment, first_s, last_s))
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
 
@@ -163,6 +163,33 @@ def test_kill_at_any_moment_loses_nothing(tmp_path, day_two, arxiv_server, smtp_
 
     assert phases["before sending"] >= 3, phases
     assert phases["while sending"] >= 3, phases
+
+
+def time_clean_run(env: dict[str, str], smtp) -> tuple[float, float]:
+    """Run once to the end; return when the first and the last mail arrived."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digest", "once", "--date", "2026-01-09"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    arrivals: list[float] = []
+    while process.poll() is None or len(arrivals) < len(smtp.messages):
+        while len(arrivals) < len(smtp.messages):
+            arrivals.append(time.monotonic() - started)
+        time.sleep(0.005)
+    assert process.returncode == 0
+    assert len(arrivals) == len(SUBSCRIBERS)
+    return arrivals[0], arrivals[-1]
+
+
+def kill_moment(moment: int, first_s: float, last_s: float) -> float:
+    """Return the delay of the given kill: half before sending, half during it."""
+    half = KILL_MOMENTS // 2
+    if moment < half:
+        return first_s * (moment + 0.5) / half
+    return first_s + (last_s - first_s) * (moment - half + 0.5) / (KILL_MOMENTS - half)
 
 
 def phase_of(data_dir: Path, killed_mails: int) -> str:

@@ -288,3 +288,18 @@ def test_prune_drops_old_archive_records(store):
     assert store.delivered_ids(DAY, "a@example.org") == {"2601.00001"}
     assert store.latest_completed_run() == DAY
     assert not store.has_completed_run(old_day)
+
+
+def test_journal_outlives_failed_batch(tmp_path):
+    store = Store.open(tmp_path)
+    store.record_delivery(DAY, "a@example.org", ["2601.00001"], None, NOW)
+
+    with pytest.raises(RuntimeError), store.batch():
+        store.merge_journal()
+        raise RuntimeError("killed before the batch was written")
+    store.close()
+
+    assert (tmp_path / JOURNAL_FILE).exists()
+    reopened = Store.open(tmp_path)
+    assert reopened.delivered_ids(DAY, "a@example.org") == {"2601.00001"}
+    reopened.close()
