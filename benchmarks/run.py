@@ -39,8 +39,7 @@ from arxiv_server import ArxivServer, RecordedPaper  # noqa: E402
 from digest.arxiv_client import build_query  # noqa: E402
 from digest.config import DigestConfig, Settings, load_config  # noqa: E402
 from digest.daily import rebuild_readme, run_daily  # noqa: E402
-from digest.delivery import ArchivedDay  # noqa: E402
-from digest.mailer import build_message  # noqa: E402
+from digest.delivery import ArchivedDay, prepare_mail  # noqa: E402
 from digest.papers import Paper  # noqa: E402
 from digest.render import TEMPLATE_NAMES, Renderer, build_digest  # noqa: E402
 from digest.resend import resend_digest  # noqa: E402
@@ -288,7 +287,9 @@ def prepared_messages(config: DigestConfig, data_dir: Path) -> list[EmailMessage
     for subscriber in config.subscribers:
         digest = archive.digest_for(config, subscriber)
         if digest.paper_count:
-            messages.append(build_message(config, subscriber, digest, renderer, now))
+            messages.append(
+                prepare_mail(config, subscriber, digest, renderer, now).message
+            )
     return messages
 
 

@@ -1,9 +1,9 @@
 """Fetch the newest papers of a keyword from the arXiv query API.
 
 The `arxiv` package builds the request and parses the Atom feed. This module
-adds what it lacks for an unattended daily run: a timeout on every request, a
-check that a 200 response really is an Atom feed (an HTML error page must not read
-as "no papers"), and retries with exponential backoff around the whole keyword.
+adds what it lacks for an unattended daily run. Every request has a timeout,
+and a 200 response must be an Atom feed, so that an HTML error page does not
+read as "no papers". Each keyword is retried with exponential backoff.
 """
 
 from __future__ import annotations

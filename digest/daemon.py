@@ -1,8 +1,8 @@
 """The daemon: run the daily job on a crontab schedule until SIGTERM or SIGINT.
 
-APScheduler's AsyncIOScheduler fires the job; the run itself is blocking work
-(the arXiv client sleeps between requests) and goes to a worker thread, so the
-event loop stays free to take signals. One run happens at a time.
+APScheduler's AsyncIOScheduler fires the job. The run itself is blocking work,
+because the arXiv client sleeps between requests, so it goes to a worker thread
+and the event loop stays free to take signals. One run happens at a time.
 """
 
 from __future__ import annotations

@@ -150,8 +150,8 @@ def run_daily(
             store.merge_journal()
             if not report.is_stopped:
                 store.record_run(day, started_at, options.now())
-            kept = {keyword.name: config.max_papers for keyword in config.keywords}
-            store.prune(day, config.archive_days, kept)
+            rows = {keyword.name: config.max_papers for keyword in config.keywords}
+            store.prune(day, config.archive_days, rows)
 
     phases = ", ".join(f"{name} {s:.1f} s" for name, s in report.phase_s.items())
     logger.info(

@@ -1,8 +1,8 @@
 """Deliver digests: choose what each subscriber is due, send, and record it.
 
-The daily run and a resend share this module; both record a delivery only after
-the mail server accepted or rejected the mail, so a mail cut off by a crash or an
-unusable server stays pending.
+The daily run and a resend share this module. Both record a delivery only after
+the mail server accepted or rejected the mail, so a mail cut off by a crash or
+an unusable server stays pending.
 """
 
 from __future__ import annotations

@@ -240,7 +240,7 @@ class Store:
         """Store the keyword's papers and return the ids new to this keyword.
 
         A paper already stored is updated when the fetched copy has a newer version
-        or update time; it counts as new only if this keyword never listed it.
+        or update time. It counts as new only if this keyword never listed it.
         """
         new_ids: list[str] = []
         changes: dict[str, dict[str, Any]] = {}
@@ -296,12 +296,14 @@ class Store:
             self._seen_ids[keyword] = ids
         return self._seen_ids[keyword]
 
-    def prune(self, today: date, archive_days: int, kept: dict[str, int]) -> None:
+    def prune(
+        self, today: date, archive_days: int, readme_rows: dict[str, int]
+    ) -> None:
         """Remove what neither a README row nor a retained digest needs.
 
         Digests, deliveries and runs dated more than archive_days before today
-        go. Paper records go unless they are among the kept[keyword] newest of a
-        keyword still configured; their ids stay in the seen table.
+        go. Paper records go unless they are among the readme_rows[keyword]
+        newest of a keyword still configured. Their ids stay in the seen table.
         """
         cutoff = (today - timedelta(days=archive_days)).isoformat()
         for table in (self.digests, self.deliveries, self.runs):
@@ -315,12 +317,12 @@ class Store:
 
         needed = {
             paper.paper_id
-            for keyword, limit in kept.items()
+            for keyword, limit in readme_rows.items()
             for paper in self.papers_of(keyword, limit)
         }
         papers = self._raw_table("papers").values()
         listed_by = {name for record in papers for name in record["keywords"]}
-        for keyword in listed_by | set(kept):
+        for keyword in listed_by | set(readme_rows):
             self.seen_ids(keyword)  # remember ids before their records go
         unneeded = [
             int(doc_id)

@@ -33,19 +33,19 @@ def write_config(path: Path, keywords: list[str], subscribers: list[dict]) -> Pa
     return path
 
 
-def run_digest(
-    tmp_path: Path,
-    arxiv: ArxivServer,
-    *arguments: str,
+def digest_env(
+    config: Path,
+    data_dir: Path,
+    arxiv_url: str,
     smtp: SmtpServer | None = None,
-    extra_env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run `python -m digest` with settings pointing at the local servers."""
+    **extra: str,
+) -> dict[str, str]:
+    """Return this process's environment with DIGEST_* set for local servers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     env.update(
-        DIGEST_CONFIG=str(tmp_path / "subscribers.yaml"),
-        DIGEST_DATA_DIR=str(tmp_path / "data"),
-        DIGEST_ARXIV_URL=arxiv.url,
+        DIGEST_CONFIG=str(config),
+        DIGEST_DATA_DIR=str(data_dir),
+        DIGEST_ARXIV_URL=arxiv_url,
         DIGEST_ARXIV_DELAY="0",
         DIGEST_ARXIV_TIMEOUT="5",
     )
@@ -55,7 +55,14 @@ def run_digest(
             DIGEST_SMTP_PORT=str(smtp.port),
             DIGEST_SMTP_SECURITY="none",
         )
-    env.update(extra_env or {})
+    env.update(extra)
+    return env
+
+
+def run_with_env(
+    env: dict[str, str], *arguments: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m digest` with the given environment and capture its output."""
     return subprocess.run(
         [sys.executable, "-m", "digest", *arguments],
         env=env,
@@ -63,31 +70,35 @@ def run_digest(
         text=True,
         timeout=60,
     )
+
+
+def run_digest(
+    tmp_path: Path,
+    arxiv: ArxivServer,
+    *arguments: str,
+    smtp: SmtpServer | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m digest` with settings pointing at the local servers."""
+    env = digest_env(
+        tmp_path / "subscribers.yaml",
+        tmp_path / "data",
+        arxiv.url,
+        smtp,
+        **(extra_env or {}),
+    )
+    return run_with_env(env, *arguments)
 
 
 def run_digest_with_url(
     tmp_path: Path, arxiv_url: str, config: Path, *arguments: str
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m digest` with a given configuration file and arXiv URL."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update(
-        DIGEST_CONFIG=str(config),
-        DIGEST_DATA_DIR=str(tmp_path / "data"),
-        DIGEST_ARXIV_URL=arxiv_url,
-        DIGEST_ARXIV_DELAY="0",
-        DIGEST_ARXIV_TIMEOUT="5",
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "digest", *arguments],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_with_env(digest_env(config, tmp_path / "data", arxiv_url), *arguments)
 
 
 def serve(arxiv: ArxivServer, answers: dict[str, list[RecordedPaper]]) -> None:
-    """Make the server answer each keyword's default query with its papers."""
+    """Make the server return each keyword's papers for its default query."""
     arxiv.set_papers({default_query(k): papers for k, papers in answers.items()})
 
 
@@ -126,7 +137,7 @@ def new_paper(
 
 
 def two_day_setup(tmp_path, arxiv_server, smtp_server, reference_papers):
-    """Baseline day one, then serve day two's answers; return the new papers."""
+    """Baseline day one, then serve day two's results; return the new papers."""
     subscribers = [
         {"email": "alice@example.org", "name": "Alice", "keywords": [VAD, VU]},
         {"email": "bob@example.org", "format": "text"},

@@ -194,7 +194,7 @@ def test_connection_refused_is_fetch_error():
 
 @pytest.fixture
 def silent_server() -> Iterator[str]:
-    """A server that accepts connections and never answers."""
+    """A server that accepts connections and never responds."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
@@ -231,7 +231,7 @@ def test_silent_server_times_out(silent_server):
 
 @pytest.fixture
 def dripping_server() -> Iterator[str]:
-    """A server that answers a valid feed one byte every 0.1 seconds."""
+    """A server that sends a valid feed one byte every 0.1 seconds."""
     body = (DATA / "arxiv-api-zero-results.xml").read_bytes()
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/atom+xml\r\n"
     head += f"Content-Length: {len(body)}\r\n\r\n".encode()

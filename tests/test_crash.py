@@ -1,9 +1,9 @@
 """A daily run killed with SIGKILL at many moments loses nothing on the rerun.
 
-Each case starts `digest once` as a real process, kills it at one moment
-between start-up and the end of sending, then checks that the store still
-loads with every paper it had, and that a rerun of the same date completes
-and mails each subscriber exactly the papers they were due. Only mails
+Each case starts `digest once` as a real process and kills it at one moment
+between start-up and the end of sending. It then checks that the store still
+loads with every paper it had. A rerun of the same date must complete and mail
+each subscriber exactly the papers they were due. Only mails
 accepted just before the kill and not yet recorded, at most one per SMTP
 connection, may reach their subscribers twice.
 """
@@ -11,7 +11,6 @@ connection, may reach their subscribers twice.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -21,7 +20,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import MLLM, VAD, VLM, VU, paper_ids_in, serve, write_config
+from helpers import (
+    MLLM,
+    VAD,
+    VLM,
+    VU,
+    digest_env,
+    paper_ids_in,
+    serve,
+    write_config,
+)
 
 from digest.store import STORE_FILE, Store
 
@@ -36,20 +44,16 @@ SUBSCRIBERS = [
 ] + [{"email": "everything@example.org"}]
 
 
-def digest_env(data_dir: Path, config: Path, arxiv_url: str, smtp) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update(
-        DIGEST_CONFIG=str(config),
-        DIGEST_DATA_DIR=str(data_dir),
-        DIGEST_ARXIV_URL=arxiv_url,
+def crash_env(data_dir: Path, config: Path, arxiv_url: str, smtp) -> dict[str, str]:
+    return digest_env(
+        config,
+        data_dir,
+        arxiv_url,
+        smtp,
         # Spread the fetch and the sending so that kills land in every phase.
         DIGEST_ARXIV_DELAY="0.1",
-        DIGEST_SMTP_HOST=smtp.host,
-        DIGEST_SMTP_PORT=str(smtp.port),
-        DIGEST_SMTP_SECURITY="none",
         DIGEST_SMTP_CONNECTIONS=str(CONNECTIONS),
     )
-    return env
 
 
 def run_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -83,7 +87,7 @@ def day_two(tmp_path, arxiv_server, smtp_server, reference_papers):
     )
     serve(arxiv_server, {k: papers[3:] for k, papers in reference_papers.items()})
     template = tmp_path / "template"
-    env = digest_env(template, config, arxiv_server.url, smtp_server)
+    env = crash_env(template, config, arxiv_server.url, smtp_server)
     baseline = subprocess.run(
         [sys.executable, "-m", "digest", "once", "--date", "2026-01-08"],
         env=env,
@@ -101,7 +105,7 @@ def test_clean_run_mails_due_papers(tmp_path, day_two, arxiv_server, smtp_server
     shutil.copytree(template, tmp_path / "clean")
 
     result = run_once(
-        digest_env(tmp_path / "clean", config, arxiv_server.url, smtp_server)
+        crash_env(tmp_path / "clean", config, arxiv_server.url, smtp_server)
     )
 
     assert result.returncode == 0, result.stderr
@@ -119,7 +123,7 @@ def test_kill_at_any_moment_loses_nothing(tmp_path, day_two, arxiv_server, smtp_
     clean = tmp_path / "clean"
     shutil.copytree(template, clean)
     first_s, last_s = time_clean_run(
-        digest_env(clean, config, arxiv_server.url, smtp_server), smtp_server
+        crash_env(clean, config, arxiv_server.url, smtp_server), smtp_server
     )
     due = {
         address: sorted(ids[0])
@@ -131,7 +135,7 @@ def test_kill_at_any_moment_loses_nothing(tmp_path, day_two, arxiv_server, smtp_
     for moment in range(KILL_MOMENTS):
         data_dir = tmp_path / f"kill-{moment}"
         shutil.copytree(template, data_dir)
-        env = digest_env(data_dir, config, arxiv_server.url, smtp_server)
+        env = crash_env(data_dir, config, arxiv_server.url, smtp_server)
         first_message = len(smtp_server.messages)
 
         process = subprocess.Popen(
@@ -157,8 +161,8 @@ def test_kill_at_any_moment_loses_nothing(tmp_path, day_two, arxiv_server, smtp_
             received = [i for ids in mails.get(address, []) for i in ids]
             assert sorted(set(received)) == due_ids, f"kill {moment}: {address}"
             repeated += len(received) - len(set(received))
-        most_ids = max(len(ids) for ids in due.values())
-        assert repeated <= CONNECTIONS * most_ids, f"kill {moment}"
+        max_ids = max(len(ids) for ids in due.values())
+        assert repeated <= CONNECTIONS * max_ids, f"kill {moment}"
         assert sum(len(m) for m in mails.values()) <= len(SUBSCRIBERS) + CONNECTIONS
 
     assert phases["before sending"] >= 3, phases

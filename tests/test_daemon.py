@@ -16,7 +16,15 @@ import apscheduler.executors.base
 import apscheduler.schedulers.base
 import filelock
 import pytest
-from helpers import VAD, new_paper, paper_ids_in, run_digest, serve, write_config
+from helpers import (
+    VAD,
+    digest_env,
+    new_paper,
+    paper_ids_in,
+    run_digest,
+    serve,
+    write_config,
+)
 
 from digest.config import load_settings
 from digest.daemon import HEARTBEAT_FILE, Daemon
@@ -270,15 +278,8 @@ async def test_edited_schedule_is_used(daemon_env, shifted_clock):
 
 
 def start_daemon(tmp_path, arxiv_server, smtp_server, *arguments):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update(
-        DIGEST_CONFIG=str(tmp_path / "subscribers.yaml"),
-        DIGEST_DATA_DIR=str(tmp_path / "data"),
-        DIGEST_ARXIV_URL=arxiv_server.url,
-        DIGEST_ARXIV_DELAY="0",
-        DIGEST_SMTP_HOST=smtp_server.host,
-        DIGEST_SMTP_PORT=str(smtp_server.port),
-        DIGEST_SMTP_SECURITY="none",
+    env = digest_env(
+        tmp_path / "subscribers.yaml", tmp_path / "data", arxiv_server.url, smtp_server
     )
     return subprocess.Popen(
         [sys.executable, "-m", "digest", "run", *arguments],
@@ -351,13 +352,7 @@ def test_concurrent_runs_lose_nothing(tmp_path, arxiv_server, reference_papers):
     write_config(tmp_path / "subscribers.yaml", [VAD], [{"email": "a@example.org"}])
     serve(arxiv_server, reference_papers)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update(
-        DIGEST_CONFIG=str(tmp_path / "subscribers.yaml"),
-        DIGEST_DATA_DIR=str(tmp_path / "data"),
-        DIGEST_ARXIV_URL=arxiv_server.url,
-        DIGEST_ARXIV_DELAY="0",
-    )
+    env = digest_env(tmp_path / "subscribers.yaml", tmp_path / "data", arxiv_server.url)
     command = [sys.executable, "-m", "digest", "once", "--date", "2026-01-09"]
     processes = [
         subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)

@@ -241,7 +241,7 @@ def test_prune_keeps_readme_rows_only(store):
     ]
     store.merge_papers("K", papers)
 
-    store.prune(DAY, archive_days=365, kept={"K": 2})
+    store.prune(DAY, archive_days=365, readme_rows={"K": 2})
 
     assert [p.paper_id for p in store.papers_of("K", limit=10)] == [
         "2601.00005",
@@ -253,7 +253,7 @@ def test_prune_keeps_readme_rows_only(store):
 def test_pruned_paper_is_not_new_again(store):
     old = make_paper("2601.00001", updated_at=NOW - timedelta(days=30))
     store.merge_papers("K", [old, make_paper("2601.00002")])
-    store.prune(DAY, archive_days=365, kept={"K": 1})
+    store.prune(DAY, archive_days=365, readme_rows={"K": 1})
 
     revised = make_paper("2601.00001", version=2, updated_at=NOW + timedelta(days=1))
     new_ids = reopen(store).merge_papers("K", [revised])
@@ -263,7 +263,7 @@ def test_pruned_paper_is_not_new_again(store):
 
 def test_pruned_keyword_papers_stay_seen(store):
     store.merge_papers("Old", [make_paper("2601.00001")])
-    store.prune(DAY, archive_days=365, kept={"New": 100})
+    store.prune(DAY, archive_days=365, readme_rows={"New": 100})
 
     reopened = reopen(store)
 
@@ -281,7 +281,7 @@ def test_prune_drops_old_archive_records(store):
         store.record_delivery(day, "a@example.org", ["2601.00001"], None, NOW)
     store.merge_journal()
 
-    store.prune(DAY, archive_days=365, kept={"K": 100})
+    store.prune(DAY, archive_days=365, readme_rows={"K": 100})
 
     assert store.digest_dates() == [DAY]
     assert store.deliveries_of(old_day) == []
